@@ -1,0 +1,53 @@
+# One entry point for people and CI: `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := tools/node_modules/.bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test lint typecheck unit bench wheel-check clean
+
+setup: $(VENV)/.stamp .state/system.stamp $(TOOLS)/gitlab-ci-local
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+# etcd (a real K/V endpoint) and rsync (gitlab-ci-local needs it) from Debian's packages.
+.state/system.stamp:
+	@mkdir -p .state
+	if ! command -v etcd >/dev/null || ! command -v rsync >/dev/null; then \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server rsync >/dev/null; \
+	fi
+	touch $@
+
+# gitlab-ci-local runs on Node 22 (it crashes on Node 20), both from the npm registry.
+$(TOOLS)/gitlab-ci-local: tools/package.json
+	cd tools && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+lint: $(VENV)/.stamp
+	$(BIN)/ruff check runner_agent tests benchmarks examples
+	$(BIN)/ruff format --check runner_agent tests benchmarks examples
+
+typecheck: $(VENV)/.stamp
+	$(BIN)/mypy
+
+test: setup lint typecheck
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .state tools/node_modules build dist .mypy_cache .ruff_cache .pytest_cache

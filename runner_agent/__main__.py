@@ -1,0 +1,5 @@
+"""``python -m runner_agent``."""
+
+from runner_agent.cli import main
+
+main()

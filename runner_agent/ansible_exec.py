@@ -1,0 +1,245 @@
+"""Run one agent command through ansible-runner: the package's only importer of it.
+
+Preparing (private data dir, playbook, inventory, extra vars, environment) is kept apart from
+executing (ansible-runner, events into results). The private data dir holds the config in clear
+text and ansible-runner's artifacts hold the whole environment: it lives in a private temporary
+folder that is removed after the run, and nothing in it is ever published.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner_agent.report import FailedTask, HostStats, TaskResult
+
+__all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
+
+DRIFT_KEY = "runner_agent_drift"
+_OUTCOMES = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass(frozen=True)
+class PlaybookSpec:
+    """Everything one ansible-runner run needs; built by the runtime, no I/O."""
+
+    agent: str
+    roles_path: Path
+    command: str
+    extravars: Mapping[str, Any]
+    inventory: Mapping[str, Any]
+    timeout: int
+    check: bool = False
+    forks: int = 1
+
+
+@dataclass
+class PlaybookResult:
+    status: str  # ansible-runner's: successful, failed, timeout, canceled, error
+    rc: int | None
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    results: list[TaskResult] = field(default_factory=list)
+    failed_tasks: list[FailedTask] = field(default_factory=list)
+    stats_data: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # Ansible's [ERROR] lines, for the report
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """Tags every string ``!unsafe`` so Ansible never templates task data."""
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("!unsafe", value)
+
+
+_UnsafeDumper.add_representer(str, _unsafe_str)
+
+
+def _mitogen_strategy_dir() -> str | None:
+    found = importlib.util.find_spec("ansible_mitogen")
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "plugins" / "strategy"
+    return str(path) if path.is_dir() else None
+
+
+def ansible_env(forks: int) -> dict[str, str]:
+    """The toolkit's Ansible settings, chosen on purpose (see docs/performance.md).
+
+    Fact gathering is off (agents gather what they need), pipelining on, forks follow the host
+    count, and the mitogen strategy is used when installed (RUNNER_AGENT_STRATEGY overrides).
+    """
+    env = {
+        "ANSIBLE_GATHERING": "explicit",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_FORKS": str(max(1, min(forks, 50))),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_TIMEOUT": "10",
+        "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+    }
+    strategy = os.environ.get("RUNNER_AGENT_STRATEGY", "")
+    mitogen = _mitogen_strategy_dir()
+    if strategy:
+        env["ANSIBLE_STRATEGY"] = strategy
+    elif mitogen:
+        env["ANSIBLE_STRATEGY"] = "mitogen_linear"
+    if mitogen and env.get("ANSIBLE_STRATEGY", "").startswith("mitogen"):
+        env["ANSIBLE_STRATEGY_PLUGINS"] = mitogen
+    return env
+
+
+def playbook_text(agent: str, command: str) -> str:
+    """The generated playbook: the agent's entry point for the command, on every host."""
+    play = [
+        {
+            "name": f"runner-agent {agent} {command}",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": f"{agent} {command}",
+                    "ansible.builtin.import_role": {"name": agent, "tasks_from": command},
+                }
+            ],
+        }
+    ]
+    return yaml.safe_dump(play, sort_keys=False)
+
+
+def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
+    """Lay out ansible-runner's private data dir. Values go to files, never to argv."""
+    (root / "project").mkdir(parents=True)
+    (root / "inventory").mkdir()
+    (root / "env").mkdir()
+    (root / "tmp").mkdir()
+    (root / "project" / "main.yml").write_text(playbook_text(spec.agent, spec.command))
+    (root / "inventory" / "hosts.json").write_text(json.dumps(spec.inventory))
+    # ansible-runner passes a dict of extravars on the command line as JSON; a file in
+    # env/extravars is passed as "-e @file" instead, so no value reaches argv
+    (root / "env" / "extravars").write_text(
+        yaml.dump(dict(spec.extravars), Dumper=_UnsafeDumper, allow_unicode=True)
+    )
+
+
+class _Collector:
+    """Turns ansible-runner events into results; keeps none of them on disk."""
+
+    def __init__(self, on_output: Callable[[str], None] | None) -> None:
+        self.on_output = on_output
+        self.result = PlaybookResult(status="", rc=None)
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        stdout = event.get("stdout") or ""
+        if self.on_output and stdout:
+            self.on_output(stdout)
+        if "[ERROR]" in stdout:
+            text = " ".join(stdout.split("[ERROR]:", 1)[-1].split())
+            self.result.errors = [*self.result.errors, text[:1000]][-3:]
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind in _OUTCOMES:
+            self._task(kind, data)
+        elif kind == "playbook_on_stats":
+            self._stats(data)
+        return False  # nothing to keep in ansible-runner's artifacts
+
+    def _task(self, kind: str, data: dict[str, Any]) -> None:
+        outcome = _OUTCOMES[kind]
+        res = data.get("res") or {}
+        if outcome == "failed" and data.get("ignore_errors"):
+            outcome = "ok"
+        if outcome == "ok" and res.get("changed"):
+            outcome = "changed"
+        host, task = str(data.get("host", "")), str(data.get("task", ""))
+        message = _message(res) if outcome in ("failed", "unreachable") else ""
+        self.result.results.append(
+            TaskResult(host, task, outcome, float(data.get("duration") or 0.0), message)
+        )
+        if message:
+            self.result.failed_tasks.append(
+                FailedTask(host, task, message, unreachable=outcome == "unreachable")
+            )
+
+    def _stats(self, data: dict[str, Any]) -> None:
+        names = {
+            "ok": "ok",
+            "changed": "changed",
+            "failures": "failed",
+            "dark": "unreachable",
+            "skipped": "skipped",
+        }
+        for source, target in names.items():
+            for host, count in (data.get(source) or {}).items():
+                stats = self.result.hosts.setdefault(host, HostStats())
+                setattr(stats, target, int(count))
+        for host in data.get("processed") or {}:
+            self.result.hosts.setdefault(host, HostStats())
+        self.result.stats_data = dict(data.get("artifact_data") or {})
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    for key in ("msg", "stderr", "module_stderr", "reason"):
+        value = res.get(key)
+        if value:
+            return " ".join(str(value).split())[:2000]
+    return json.dumps(res, sort_keys=True, default=str)[:2000]
+
+
+def run_playbook(
+    spec: PlaybookSpec,
+    *,
+    on_output: Callable[[str], None] | None = None,
+    temp_root: str | None = None,
+) -> PlaybookResult:
+    """Run the agent command; the private data dir is gone when this returns."""
+    import ansible_runner
+
+    root = Path(tempfile.mkdtemp(prefix="runner-agent-", dir=temp_root))
+    collector = _Collector(on_output)
+    try:
+        os.chmod(root, 0o700)
+        write_private_dir(spec, root)
+        env = ansible_env(spec.forks)
+        env["ANSIBLE_ROLES_PATH"] = str(spec.roles_path)
+        env["ANSIBLE_LOCAL_TEMP"] = str(root / "tmp")
+        # ansible-runner needs ansible-playbook on PATH: ours sits beside this interpreter
+        env["PATH"] = os.pathsep.join(
+            [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        )
+        runner = ansible_runner.run(
+            private_data_dir=str(root),
+            playbook="main.yml",
+            envvars=env,
+            cmdline="--check --diff" if spec.check else None,
+            settings={
+                "job_timeout": spec.timeout,
+                "idle_timeout": spec.timeout,
+                "suppress_ansible_output": True,
+            },
+            quiet=True,
+            suppress_env_files=True,
+            event_handler=collector,
+        )
+        collector.result.status = str(runner.status)
+        collector.result.rc = runner.rc
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return collector.result

@@ -1,0 +1,58 @@
+"""Options and printing shared by the commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner_agent.errors import InvalidInput
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_SECRETS: list[str] = []  # values the process must never print, filled by the runtime
+
+
+def remember_secrets(values: list[str]) -> None:
+    _SECRETS.extend(v for v in values if v)
+
+
+def redact(text: str) -> str:
+    for secret in sorted(set(_SECRETS), key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
+def output_option(func: F) -> F:
+    return click.option(
+        "--output",
+        "-o",
+        "output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for scripts.",
+    )(func)
+
+
+def agents_path_option(func: F) -> F:
+    return click.option(
+        "--agents-path",
+        "agents_path",
+        multiple=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Extra folder of agent roles, searched before RUNNER_AGENT_PATH and the shipped "
+        "agents. Repeatable.",
+    )(func)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def print_problems(exc: InvalidInput) -> None:
+    for problem in exc.problems:
+        click.echo(f"invalid: {problem}", err=True)

@@ -1,0 +1,197 @@
+"""``run`` and ``collect``: the agent job itself, and the merge of its reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner_agent.agents import default_registry
+from runner_agent.cli._common import (
+    agents_path_option,
+    output_option,
+    print_json,
+    remember_secrets,
+)
+from runner_agent.errors import (
+    EXIT_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    InvalidInput,
+    Problem,
+)
+from runner_agent.report import Report, Status, junit, load_report, merge_reports, table
+from runner_agent.runtime import RunContext, resolve_env, run_tasks
+from runner_agent.state import LocalStateStore, default_state_dir
+from runner_agent.tasks import load_tasks
+
+
+def exit_code(reports: Sequence[Report]) -> int:
+    """0 all succeeded; 5 a task timed out; 3 a task was locked; else 1 when any failed."""
+    if any(r.timed_out for r in reports):
+        return EXIT_TIMEOUT
+    if any(r.status is Status.LOCKED for r in reports):
+        return EXIT_LOCKED
+    if any(r.status not in (Status.SUCCESS, Status.SKIPPED) for r in reports):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _in_gitlab_job() -> bool:
+    return os.environ.get("GITLAB_CI") == "true"
+
+
+def _write_reports(path: Path, reports: list[Report]) -> None:
+    if len(reports) == 1:
+        reports[0].write(path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merge_reports(reports), indent=2, sort_keys=True) + "\n")
+    path.with_name(path.name.removesuffix(".json") + ".junit.xml").write_text(junit(reports))
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--local",
+    is_flag=True,
+    envvar="RUNNER_AGENT_LOCAL",
+    help="Run here, state in a local folder, nothing sent to GitLab. [env: RUNNER_AGENT_LOCAL=1]",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="RUNNER_AGENT_STATE_DIR",
+    help="Where --local keeps state documents. [env: RUNNER_AGENT_STATE_DIR; "
+    "default: $XDG_STATE_HOME/runner-agent]",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report JSON here (a summary when the files hold several "
+    "tasks) and the JUnit XML beside it (.junit.xml).",
+)
+@click.option(
+    "--command",
+    "command",
+    metavar="CMD",
+    help="Run this command instead of the tasks' own: install, update, uninstall, "
+    "cycle or a custom command of the agent.",
+)
+@click.option(
+    "--verbose/--quiet",
+    "-v/-q",
+    default=None,
+    help="Stream Ansible's output (secrets masked) to stderr. Default: on inside a "
+    "GitLab job, off elsewhere.",
+)
+@agents_path_option
+@output_option
+def run(
+    paths: tuple[Path, ...],
+    local: bool,
+    state_dir: Path | None,
+    report_path: Path | None,
+    command: str | None,
+    verbose: bool | None,
+    agents_path: tuple[Path, ...],
+    output: str,
+) -> int:
+    """Be the agent for the tasks in PATHS: digest, run through ansible-runner, report.
+
+    Without a command, a task installs when its identity is new or its version changed, then
+    updates. State is kept per identity and changes only when the run succeeded.
+
+    \b
+    Examples:
+      runner-agent run examples/web.yml --local
+      runner-agent run examples/web.yml --local --command cycle --output json
+      runner-agent run task.json --local --state-dir ./state --report out/report.json
+    \b
+    Exit codes: 0 success, 1 a task failed, 2 invalid input, 3 locked, 5 timed out.
+    """
+    registry = default_registry(agents_path)
+    tasks = load_tasks(paths, registry)
+    if command:
+        tasks = [dataclasses.replace(t, command=command) for t in tasks]
+        problems = [p for t in tasks for p in registry.check_task(t)]
+        if problems:
+            raise InvalidInput(problems)
+    if not local:
+        raise InvalidInput(
+            Problem(
+                "--local",
+                "runs that report to GitLab are not available "
+                "in this version: pass --local (or RUNNER_AGENT_LOCAL=1)",
+            )
+        )
+    remember_secrets(resolve_env(tasks, os.environ))
+    stream = _in_gitlab_job() if verbose is None else verbose
+    ctx = RunContext(
+        registry=registry,
+        store=LocalStateStore(state_dir or default_state_dir()),
+        on_output=(lambda line: click.echo(line, err=True)) if stream else None,
+    )
+    reports = run_tasks(tasks, ctx)
+    if report_path:
+        _write_reports(report_path, reports)
+    if output == "json":
+        print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
+    else:
+        click.echo(table(reports), nl=False)
+    return exit_code(reports)
+
+
+def _read_reports(paths: Sequence[Path]) -> list[Report]:
+    files: list[Path] = []
+    for p in paths:
+        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+    reports: list[Report] = []
+    for f in files:
+        try:
+            data: Any = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
+        items = data.get("reports", [data]) if isinstance(data, dict) else []
+        try:
+            reports.extend(load_report(item) for item in items)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(Problem(str(f), f"not a report: missing or bad {exc}")) from exc
+    return reports
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--summary",
+    "summary_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the merged summary JSON here.",
+)
+@output_option
+def collect(paths: tuple[Path, ...], summary_path: Path | None, output: str) -> int:
+    """Merge reports (files, or folders searched for *.json) into one summary.
+
+    The last job of a rendered pipeline runs this with `when: always`, so the summary names
+    every task's outcome, failures included. Exits like `run`.
+    """
+    reports = _read_reports(paths)
+    summary = merge_reports(reports)
+    if summary_path:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if output == "json":
+        print_json(summary)
+    else:
+        click.echo(table(reports), nl=False)
+    return exit_code(reports)
+
+
+COMMANDS = [run, collect]

@@ -1,0 +1,326 @@
+"""Reports: what one task's run did, as JSON, JUnit XML, dotenv and a table.
+
+A report is built from the runtime's per-command results and never holds a secret: the runtime
+masks them before it builds one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+__all__ = [
+    "CommandResult",
+    "FailedTask",
+    "HostStats",
+    "Report",
+    "Status",
+    "TaskResult",
+    "dotenv",
+    "load_report",
+    "merge_reports",
+    "table",
+]
+
+DOTENV_MAX = 20  # GitLab reads at most 20 variables from a dotenv report
+_DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
+
+
+class Status(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    LOCKED = "locked"
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class FailedTask:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One Ansible task on one host: a JUnit test case."""
+
+    host: str
+    task: str
+    outcome: str  # ok, changed, failed, unreachable, skipped
+    duration: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class CommandResult:
+    command: str
+    status: Status
+    rc: int | None = None
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    failed_tasks: list[FailedTask] = field(default_factory=list)
+    results: list[TaskResult] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    started: str = ""
+    finished: str = ""
+    duration: float = 0.0
+    error: str = ""
+    timed_out: bool = False
+
+
+@dataclass
+class Report:
+    identity: str
+    agent: str
+    version: str | None
+    status: Status
+    commands: list[CommandResult] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    started: str = ""
+    finished: str = ""
+    duration: float = 0.0
+    error: str = ""
+    timed_out: bool = False
+    source: str = ""
+    pipeline_url: str = ""
+    job_url: str = ""
+
+    @property
+    def changed(self) -> int:
+        return sum(h.changed for c in self.commands for h in c.hosts.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(h.failed + h.unreachable for c in self.commands for h in c.hosts.values())
+
+    @property
+    def drift(self) -> dict[str, list[dict[str, str]]]:
+        out: dict[str, list[dict[str, str]]] = {}
+        for c in self.commands:
+            for host, items in c.drift.items():
+                out.setdefault(host, []).extend(items)
+        return out
+
+    def to_dict(self, *, results: bool = False) -> dict[str, Any]:
+        """The report as JSON-ready data; per-task results only when asked (JUnit has them)."""
+        data = asdict(self)
+        data["commands_run"] = [c.command for c in self.commands]
+        data["changed"] = self.changed
+        data["failed"] = self.failed
+        data["drift"] = self.drift
+        if not results:
+            for c in data["commands"]:
+                c.pop("results", None)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+
+    def write(self, path: Path) -> tuple[Path, Path]:
+        """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        junit_path = path.with_name(path.name.removesuffix(".json") + ".junit.xml")
+        _atomic_write(path, self.to_json())
+        _atomic_write(junit_path, junit([self]))
+        return path, junit_path
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_report(data: Mapping[str, Any]) -> Report:
+    """A Report from its JSON form."""
+    commands = []
+    for c in data.get("commands", []):
+        commands.append(
+            CommandResult(
+                command=c["command"],
+                status=Status(c["status"]),
+                rc=c.get("rc"),
+                hosts={h: HostStats(**s) for h, s in c.get("hosts", {}).items()},
+                failed_tasks=[FailedTask(**f) for f in c.get("failed_tasks", [])],
+                results=[TaskResult(**r) for r in c.get("results", [])],
+                outputs=c.get("outputs", {}),
+                drift=c.get("drift", {}),
+                started=c.get("started", ""),
+                finished=c.get("finished", ""),
+                duration=c.get("duration", 0.0),
+                error=c.get("error", ""),
+                timed_out=c.get("timed_out", False),
+            )
+        )
+    fields = {
+        k: data[k]
+        for k in (
+            "started",
+            "finished",
+            "duration",
+            "error",
+            "timed_out",
+            "source",
+            "pipeline_url",
+            "job_url",
+        )
+        if k in data
+    }
+    return Report(
+        identity=data["identity"],
+        agent=data["agent"],
+        version=data.get("version"),
+        status=Status(data["status"]),
+        commands=commands,
+        outputs=data.get("outputs", {}),
+        **fields,
+    )
+
+
+def junit(reports: Iterable[Report]) -> str:
+    """JUnit XML: a suite per task command, a case per Ansible task and host."""
+    root = ET.Element("testsuites", name="runner-agent")
+    for report in reports:
+        for command in report.commands:
+            suite = ET.SubElement(
+                root,
+                "testsuite",
+                name=f"{report.identity} {command.command}",
+                timestamp=command.started,
+                time=f"{command.duration:.3f}",
+            )
+            counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+            for r in command.results:
+                counts["tests"] += 1
+                case = ET.SubElement(
+                    suite,
+                    "testcase",
+                    classname=f"{report.identity}.{command.command}.{r.host}",
+                    name=r.task or "(unnamed task)",
+                    time=f"{r.duration:.3f}",
+                )
+                if r.outcome == "failed":
+                    counts["failures"] += 1
+                    ET.SubElement(case, "failure", message=r.message[:500]).text = r.message
+                elif r.outcome == "unreachable":
+                    counts["errors"] += 1
+                    ET.SubElement(case, "error", message=r.message[:500]).text = r.message
+                elif r.outcome == "skipped":
+                    counts["skipped"] += 1
+                    ET.SubElement(case, "skipped")
+            if command.error and not command.results:
+                counts["tests"] += 1
+                counts["errors"] += 1
+                case = ET.SubElement(
+                    suite, "testcase", classname=report.identity, name=command.command
+                )
+                ET.SubElement(case, "error", message=command.error[:500]).text = command.error
+            for k, v in counts.items():
+                suite.set(k, str(v))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def dotenv(outputs: Mapping[str, Any], prefix: str = "") -> str:
+    """Outputs as a GitLab dotenv report: keys [A-Za-z0-9_], at most 20, one line each.
+
+    Values are JSON-encoded unless they are plain strings without a newline; a value with a
+    newline cannot be carried by dotenv and is left out (it stays in the report JSON).
+    """
+    lines = []
+    for key in sorted(outputs):
+        value = outputs[key]
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if "\n" in text or "\r" in text:
+            continue
+        name = _DOTENV_KEY.sub("_", f"{prefix}{key}").upper()
+        lines.append(f"{name}={text}")
+        if len(lines) == DOTENV_MAX:
+            break
+    return "".join(line + "\n" for line in lines)
+
+
+def merge_reports(reports: Sequence[Report]) -> dict[str, Any]:
+    """One summary of many reports: the collect job's artifact and ``reports`` output."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    worst = next(
+        (s for s in (Status.ERROR, Status.FAILED, Status.LOCKED) if counts.get(s.value)),
+        Status.SUCCESS,
+    )
+    return {
+        "status": worst.value,
+        "counts": counts,
+        "tasks": len(reports),
+        "failed": [
+            {
+                "identity": r.identity,
+                "commands": [c.command for c in r.commands],
+                "status": r.status.value,
+                "error": r.error or _first_failure(r),
+            }
+            for r in reports
+            if r.status not in (Status.SUCCESS, Status.SKIPPED)
+        ],
+        "reports": [r.to_dict() for r in reports],
+    }
+
+
+def _first_failure(report: Report) -> str:
+    for c in report.commands:
+        for f in c.failed_tasks:
+            return f"{f.host}: {f.task}: {f.message}"
+    return ""
+
+
+def table(reports: Sequence[Report]) -> str:
+    """A plain-text table a person reads at a glance."""
+    head = ("IDENTITY", "AGENT", "COMMANDS", "STATUS", "CHANGED", "FAILED", "DRIFT", "DURATION")
+    rows = [head]
+    for r in reports:
+        drift = sum(len(v) for v in r.drift.values())
+        rows.append(
+            (
+                r.identity,
+                r.agent,
+                ",".join(c.command for c in r.commands) or "-",
+                r.status.value,
+                str(r.changed),
+                str(r.failed),
+                str(drift) if drift else "-",
+                f"{r.duration:.1f}s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    for r in reports:
+        for c in r.commands:
+            for f in c.failed_tasks:
+                lines.append(f"  {r.identity} {c.command} {f.host}: {f.task}: {f.message}")
+            if c.error:
+                lines.append(f"  {r.identity} {c.command}: {c.error}")
+            for host, items in c.drift.items():
+                keys = ", ".join(f"{i['key']} ({i['change']})" for i in items)
+                lines.append(f"  {r.identity} drift on {host}: {keys}")
+    return "\n".join(lines) + "\n"

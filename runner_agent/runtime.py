@@ -1,0 +1,299 @@
+"""The agent job: digest the task against its state, run the commands, report, keep state.
+
+``run_tasks`` is what ``runner-agent run`` calls, in a GitLab job and with ``--local`` alike.
+Side effects come in through :class:`RunContext` (state store, playbook runner, clock, output),
+so tests swap them without patching.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runner_agent.agents import Agent, AgentRegistry
+from runner_agent.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
+from runner_agent.errors import InvalidInput, LockedError, Problem
+from runner_agent.placeholders import Placeholder, find_placeholders, resolve
+from runner_agent.redact import Redactor
+from runner_agent.report import CommandResult, Report, Status
+from runner_agent.state import State, StateStore
+from runner_agent.tasks import Task
+
+__all__ = ["RunContext", "digest", "effective_version", "resolve_env", "run_task", "run_tasks"]
+
+_STATUS = {"successful": Status.SUCCESS, "failed": Status.FAILED}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunContext:
+    registry: AgentRegistry
+    store: StateStore
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    playbook_runner: Callable[..., PlaybookResult] = run_playbook
+    clock: Callable[[], datetime] = _now
+    on_output: Callable[[str], None] | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+
+
+def effective_version(task: Task, agent: Agent) -> str:
+    """The version the task installs: its own, or else the agent's."""
+    return task.version or agent.version
+
+
+def digest(task: Task, agent: Agent, state: State | None) -> list[str]:
+    """The commands to run: the task's own, or install (when new or the version changed)
+    followed by update."""
+    if task.command:
+        return [task.command]
+    version = effective_version(task, agent)
+    if state is None or not state.installed or state.installed_version != version:
+        return ["install", "update"]
+    return ["update"]
+
+
+def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
+    """The secret values the tasks' ``${env:NAME}`` placeholders resolve to.
+
+    Raises InvalidInput naming every variable that is not set, before anything runs.
+    """
+    secrets: list[str] = []
+    problems = []
+    for task in tasks:
+        for path, found in find_placeholders(task.config):
+            if isinstance(found, Placeholder) and found.kind == "env":
+                if found.name in environ:
+                    secrets.append(environ[found.name])
+                else:
+                    problems.append(
+                        Problem(
+                            task.source,
+                            f"environment variable {found.name} is not set",
+                            task.document,
+                            f"config.{path}",
+                        )
+                    )
+    if problems:
+        raise InvalidInput(problems)
+    return secrets
+
+
+def _lookup(task: Task, ctx: RunContext) -> Callable[[Placeholder], Any]:
+    def lookup(p: Placeholder) -> Any:
+        if p.kind == "env":
+            return ctx.environ[p.name]
+        state = ctx.store.read(p.name)
+        value: Any = state.outputs if state else None
+        for part in p.key.split("."):
+            if not isinstance(value, Mapping) or part not in value:
+                raise LookupError(f"identity {p.name!r} has no output {p.key!r}")
+            value = value[part]
+        return value
+
+    return lookup
+
+
+def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
+    """Run tasks in order. A task after a failure of its identity, or of an identity whose
+    outputs it reads, is skipped."""
+    ctx.redactor = Redactor(resolve_env(tasks, ctx.environ))
+    broken: set[str] = set()
+    reports = []
+    for task in tasks:
+        blocked = broken & {task.identity, *task.outputs_from}
+        if blocked:
+            report = _skipped(task, ctx, f"skipped: {', '.join(sorted(blocked))} failed earlier")
+        else:
+            report = run_task(task, ctx)
+        if report.status is not Status.SUCCESS:
+            broken.add(task.identity)
+        reports.append(report)
+    return reports
+
+
+def _skipped(task: Task, ctx: RunContext, why: str) -> Report:
+    now = ctx.clock().isoformat()
+    return Report(
+        task.identity,
+        task.agent,
+        task.version,
+        Status.SKIPPED,
+        error=why,
+        started=now,
+        finished=now,
+        source=task.where,
+        **_links(ctx),
+    )
+
+
+def _links(ctx: RunContext) -> dict[str, Any]:
+    return {
+        "pipeline_url": ctx.environ.get("CI_PIPELINE_URL", ""),
+        "job_url": ctx.environ.get("CI_JOB_URL", ""),
+    }
+
+
+def run_task(task: Task, ctx: RunContext) -> Report:
+    """Run one task to a report; the identity's state changes only when every command
+    succeeded. Call through :func:`run_tasks`, which resolves secrets first."""
+    agent = ctx.registry.get(task.agent)
+    started = ctx.clock()
+    report = Report(
+        task.identity,
+        task.agent,
+        effective_version(task, agent),
+        Status.SUCCESS,
+        started=started.isoformat(),
+        source=task.where,
+        **_links(ctx),
+    )
+    first = task.command or "update"
+    try:
+        with ctx.store.lock(task.identity, first):
+            state = ctx.store.read(task.identity)
+            try:
+                config = resolve(task.config, _lookup(task, ctx))
+            except (LookupError, ValueError) as exc:
+                report.status, report.error = Status.ERROR, str(exc)
+            else:
+                _run_commands(task, agent, digest(task, agent, state), config, report, ctx)
+                if report.status is Status.SUCCESS:
+                    ctx.store.write(_next_state(task, agent, state, report, ctx))
+    except LockedError as exc:
+        report.status, report.error = Status.LOCKED, str(exc)
+    finished = ctx.clock()
+    report.finished = finished.isoformat()
+    report.duration = round((finished - started).total_seconds(), 3)
+    return _redacted(report, ctx.redactor)
+
+
+def _run_commands(
+    task: Task,
+    agent: Agent,
+    commands: list[str],
+    config: Mapping[str, Any],
+    report: Report,
+    ctx: RunContext,
+) -> None:
+    deadline = ctx.clock().timestamp() + task.timeout
+    for command in commands:
+        remaining = int(deadline - ctx.clock().timestamp())
+        if remaining <= 0:
+            report.status, report.timed_out = Status.ERROR, True
+            report.error = f"timed out after {task.timeout}s"
+            return
+        result = _run_command(task, agent, command, config, remaining, ctx)
+        report.commands.append(result)
+        report.outputs.update(result.outputs)
+        if result.status is not Status.SUCCESS:
+            report.status, report.timed_out = result.status, result.timed_out
+            report.error = result.error
+            return
+
+
+def _run_command(
+    task: Task, agent: Agent, command: str, config: Mapping[str, Any], timeout: int, ctx: RunContext
+) -> CommandResult:
+    extravars = {
+        **config,
+        "runner_agent_identity": task.identity,
+        "runner_agent_command": command,
+        "runner_agent_version": effective_version(task, agent),
+        "runner_agent_no_log": bool(ctx.redactor),
+    }
+    hosts = task.inventory()
+    spec = PlaybookSpec(
+        agent=agent.name,
+        roles_path=agent.roles_path,
+        command=command,
+        extravars=extravars,
+        inventory=hosts,
+        timeout=timeout,
+        check=command == "cycle",
+        forks=_count_hosts(hosts),
+    )
+    on_output = None
+    if ctx.on_output is not None:
+        emit = ctx.on_output
+
+        def on_output(line: str) -> None:
+            emit(ctx.redactor.text(line))
+
+    started = ctx.clock()
+    result = ctx.playbook_runner(spec, on_output=on_output)
+    finished = ctx.clock()
+    outcome = CommandResult(
+        command=command,
+        status=_STATUS.get(result.status, Status.ERROR),
+        rc=result.rc,
+        hosts=result.hosts,
+        failed_tasks=result.failed_tasks,
+        results=result.results,
+        outputs={k: v for k, v in result.stats_data.items() if k != DRIFT_KEY},
+        drift=dict(result.stats_data.get(DRIFT_KEY) or {}),
+        started=started.isoformat(),
+        finished=finished.isoformat(),
+        duration=round((finished - started).total_seconds(), 3),
+    )
+    if result.status == "timeout":
+        outcome.timed_out = True
+        outcome.error = f"timed out after {timeout}s"
+    elif outcome.status is Status.ERROR:
+        outcome.error = f"ansible-runner ended with status {result.status!r} (rc {result.rc})"
+    elif outcome.status is Status.FAILED and not result.failed_tasks:
+        detail = "; ".join(result.errors) or "see the job log"
+        outcome.error = f"ansible-playbook failed (rc {result.rc}): {detail}"
+    return outcome
+
+
+def _count_hosts(inventory: Mapping[str, Any]) -> int:
+    count = 0
+    for group in inventory.values():
+        if isinstance(group, Mapping):
+            count += len(group.get("hosts") or {})
+            count += _count_hosts(group.get("children") or {})
+    return max(count, 1)
+
+
+def _next_state(
+    task: Task, agent: Agent, state: State | None, report: Report, ctx: RunContext
+) -> State:
+    new = State.from_dict(state.to_dict()) if state else State(task.identity)
+    new.agent = agent.name
+    for result in report.commands:
+        if result.command == "install":
+            new.installed, new.installed_version = True, report.version
+        elif result.command == "uninstall":
+            new.installed, new.installed_version, new.outputs = False, None, {}
+        if result.command != "uninstall":
+            new.outputs.update(result.outputs)
+    new.outputs = ctx.redactor.data(new.outputs)
+    new.last_command = ",".join(r.command for r in report.commands)
+    new.last_status = report.status.value
+    new.updated = ctx.clock().isoformat()
+    new.record(
+        {
+            "commands": [r.command for r in report.commands],
+            "status": report.status.value,
+            "version": report.version,
+            "started": report.started,
+            "changed": report.changed,
+            "drift": sum(len(v) for v in report.drift.values()),
+            "pipeline_url": report.pipeline_url,
+        }
+    )
+    return new
+
+
+def _redacted(report: Report, redactor: Redactor) -> Report:
+    if not redactor:
+        return report
+    from runner_agent.report import load_report
+
+    return load_report(redactor.data(report.to_dict(results=True)))
