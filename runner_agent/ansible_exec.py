@@ -8,12 +8,15 @@ folder that is removed after the run, and nothing in it is ever published.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +206,54 @@ def _message(res: Mapping[str, Any]) -> str:
     return json.dumps(res, sort_keys=True, default=str)[:2000]
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line), read from /proc (empty where there is none)."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        table[int(entry.name)] = (ppid, cmdline)
+    return table
+
+
+def terminate_tree(marker: str, grace: float = 3.0) -> None:
+    """End ansible-playbook (found by ``marker`` in its command line) and all it started.
+
+    Ansible's workers call setsid, so killing the playbook's process group, as ansible-runner
+    does on its own timeout, leaves running modules behind; they would go on changing endpoints
+    after the run was reported as timed out.
+    """
+    table = _process_table()
+    roots = [pid for pid, (ppid, cmd) in table.items() if ppid == os.getpid() and marker in cmd]
+    doomed = set(roots)
+    frontier = list(roots)
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in table.items() if ppid == parent]
+        doomed.update(children)
+        frontier.extend(children)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(_alive(pid) for pid in doomed):
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def run_playbook(
     spec: PlaybookSpec,
     *,
@@ -224,21 +275,35 @@ def run_playbook(
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
         )
+        deadline = time.monotonic() + spec.timeout
+        timed_out = False
+
+        def cancel() -> bool:
+            nonlocal timed_out
+            if time.monotonic() < deadline:
+                return False
+            timed_out = True
+            terminate_tree(str(root))
+            return True
+
         runner = ansible_runner.run(
             private_data_dir=str(root),
             playbook="main.yml",
             envvars=env,
             cmdline="--check --diff" if spec.check else None,
+            # job and idle timeouts are the backstop; cancel() ends the whole process tree
             settings={
-                "job_timeout": spec.timeout,
-                "idle_timeout": spec.timeout,
+                "job_timeout": spec.timeout + 30,
+                "idle_timeout": spec.timeout + 30,
+                "pexpect_timeout": 1,
                 "suppress_ansible_output": True,
             },
+            cancel_callback=cancel,
             quiet=True,
             suppress_env_files=True,
             event_handler=collector,
         )
-        collector.result.status = str(runner.status)
+        collector.result.status = "timeout" if timed_out else str(runner.status)
         collector.result.rc = runner.rc
     finally:
         shutil.rmtree(root, ignore_errors=True)

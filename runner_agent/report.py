@@ -315,6 +315,8 @@ def table(reports: Sequence[Report]) -> str:
         for row in rows
     ]
     for r in reports:
+        if r.error and not any(c.error for c in r.commands):
+            lines.append(f"  {r.identity}: {r.error}")
         for c in r.commands:
             for f in c.failed_tasks:
                 lines.append(f"  {r.identity} {c.command} {f.host}: {f.task}: {f.message}")

@@ -7,6 +7,7 @@ so tests swap them without patching.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def _run_commands(
 ) -> None:
     deadline = ctx.clock().timestamp() + task.timeout
     for command in commands:
-        remaining = int(deadline - ctx.clock().timestamp())
+        remaining = math.ceil(deadline - ctx.clock().timestamp())
         if remaining <= 0:
             report.status, report.timed_out = Status.ERROR, True
             report.error = f"timed out after {task.timeout}s"

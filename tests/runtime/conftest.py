@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner_agent.agents import AgentRegistry, default_registry
+from runner_agent.runtime import RunContext
+from runner_agent.state import LocalStateStore
+
+FIXTURE_AGENTS = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
+
+
+@pytest.fixture
+def registry() -> AgentRegistry:
+    return default_registry([FIXTURE_AGENTS])
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Temporary folders of the run land here, so tests can see that none is left."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    yield root
+
+
+@pytest.fixture
+def ctx(registry: AgentRegistry, tmp_path: Path, private_tmp: Path) -> RunContext:
+    lines: list[str] = []
+    context = RunContext(
+        registry=registry,
+        store=LocalStateStore(tmp_path / "state"),
+        environ={"CANARY_SECRET": "canary-Zq9-s3cr3t"},
+        on_output=lines.append,
+    )
+    context.lines = lines  # type: ignore[attr-defined]
+    return context
