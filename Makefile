@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 TOOLS := tools/node_modules/.bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup demo test lint typecheck unit bench wheel-check clean
 

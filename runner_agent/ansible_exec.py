@@ -62,15 +62,20 @@ class PlaybookResult:
     errors: list[str] = field(default_factory=list)  # Ansible's [ERROR] lines, for the report
 
 
-class _UnsafeDumper(yaml.SafeDumper):
-    """Tags every string ``!unsafe`` so Ansible never templates task data."""
+def unsafe(value: Any) -> Any:
+    """``value`` with every string wrapped the way Ansible's JSON loader reads unsafe text.
 
-
-def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("!unsafe", value)
-
-
-_UnsafeDumper.add_representer(str, _unsafe_str)
+    Unsafe strings are never templated, so task data stays data. YAML's ``!unsafe`` tag is not
+    used: ansible-core 2.19 resolves a tagged quoted scalar as if it were plain, turning
+    ``!unsafe "0640"`` into the int 416 and ``!unsafe "true"`` into a bool.
+    """
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, Mapping):
+        return {str(k): unsafe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [unsafe(v) for v in value]
+    return value
 
 
 def _mitogen_strategy_dir() -> str | None:
@@ -110,12 +115,15 @@ def ansible_env(forks: int) -> dict[str, str]:
 
 
 def playbook_text(agent: str, command: str) -> str:
-    """The generated playbook: the agent's entry point for the command, on every host."""
+    """The generated playbook: the agent's entry point for the command, on every host.
+
+    Fact gathering is left to the settings (off in the toolkit's, see ansible_env), so the
+    same playbook serves to measure the settings in benchmarks/.
+    """
     play = [
         {
             "name": f"runner-agent {agent} {command}",
             "hosts": "all",
-            "gather_facts": False,
             "tasks": [
                 {
                     "name": f"{agent} {command}",
@@ -137,9 +145,7 @@ def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
     (root / "inventory" / "hosts.json").write_text(json.dumps(spec.inventory))
     # ansible-runner passes a dict of extravars on the command line as JSON; a file in
     # env/extravars is passed as "-e @file" instead, so no value reaches argv
-    (root / "env" / "extravars").write_text(
-        yaml.dump(dict(spec.extravars), Dumper=_UnsafeDumper, allow_unicode=True)
-    )
+    (root / "env" / "extravars").write_text(json.dumps(unsafe(spec.extravars)))
 
 
 class _Collector:
