@@ -81,7 +81,16 @@ def main() -> int:
         print(json.dumps(shown, indent=2, sort_keys=True))
 
         step("the state runner-agent keeps for acme/web")
-        print((DEMO / "state" / "acme" / "web.json").read_text(), end="")
+        kept = json.loads((DEMO / "state" / "acme" / "web.json").read_text())
+        print(
+            f"installed {kept['installed_version']}, last {kept['last_command']} "
+            f"({kept['last_status']}), outputs {json.dumps(kept['outputs'], sort_keys=True)}"
+        )
+        for entry in kept["history"]:
+            print(
+                f"  {entry['started'][:19]}  {','.join(entry['commands']):15s} "
+                f"{entry['status']:8s} changed={entry['changed']} drift={entry['drift']}"
+            )
         print(f"\nreports: {DEMO / 'reports'}")
     finally:
         server.stop()

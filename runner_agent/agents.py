@@ -28,8 +28,18 @@ __all__ = ["LIFECYCLE", "Agent", "AgentRegistry", "Command", "default_registry"]
 
 LIFECYCLE = ("install", "update", "uninstall", "cycle")
 _DIGEST = ("install", "update")  # what a task without a command may run
-_ARG_NAME = re.compile(r"argument '([^']+)'|value of (\w+) must|arguments?: ([\w, ]+)$")
-_DUMMY = {"int": 0, "float": 0.0, "bool": False, "list": [], "dict": {}}
+_ARG_NAME = re.compile(
+    r"argument '([^']+)'|value of (\w+) must|arguments?: ([\w, ]+)$|for option '([^']+)'"
+)
+_DUMMY: dict[str, Any] = {
+    "int": 0,
+    "float": 0.0,
+    "bool": False,
+    "bytes": "1",
+    "bits": "1",
+    "json": "{}",
+    "jsonarg": "{}",
+}
 
 
 @dataclass(frozen=True)
@@ -187,30 +197,69 @@ def check_config(config: Mapping[str, Any], options: Mapping[str, Any]) -> list[
     """Check a config against an Ansible argument spec, as the role itself will at run time.
 
     Placeholders are not resolved yet: each stands in for a value of the option's type.
-    Returns (field, message) pairs.
+    Returns (field, message) pairs; the field is the option's dotted path under ``config``.
     """
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
     if not options:
         return []
-    result = ArgumentSpecValidator(dict(options)).validate(_stand_ins(config, options))
+    params = _stand_ins(config, options)
+    try:
+        result = ArgumentSpecValidator(dict(options)).validate(params)
+    except Exception as exc:  # Ansible's sub-option checks can trip over a wrong-typed parent
+        try:
+            shallow = {
+                k: {a: b for a, b in v.items() if a != "options"} for k, v in options.items()
+            }
+            result = ArgumentSpecValidator(shallow).validate(params)
+        except Exception:
+            result = None
+        if result is None or not result.errors:
+            return [("config", f"cannot check the config against the agent's spec: {exc}")]
     out = []
     for err in result.errors:
         if type(err).__name__ == "UnsupportedError":
             continue  # reported below, one field each
-        message = " ".join(str(err).split())
-        m = _ARG_NAME.search(message)
-        name = next((g for g in m.groups() if g), "") if m else ""
-        fld = f"config.{name}" if name and "," not in name else "config"
-        out.append((fld, message))
-    for name in sorted(result.unsupported_parameters):
-        supported = ", ".join(sorted(options))
-        out.append((f"config.{name}", f"unknown option (the agent accepts: {supported})"))
+        out.append(_error_field(" ".join(str(err).split())))
+    for names in sorted(_dotted(p) for p in result.unsupported_parameters):
+        parent, _, _ = names.rpartition(".")
+        accepted = ", ".join(sorted(_sub_options(options, parent))) or "none"
+        out.append((f"config.{names}", f"unknown option (the agent accepts: {accepted})"))
     return out
 
 
+_FOUND_IN = re.compile(r" found in '?([\w-]+(?: -> [\w-]+)*)'?(\.(?= |$))?")
+
+
+def _error_field(message: str) -> tuple[str, str]:
+    """The config field an Ansible validation message is about, and the message without
+    Ansible's own "found in 'a -> b'" (the field says it)."""
+    context = ""
+    found = _FOUND_IN.search(message)
+    if found:
+        context = ".".join(found.group(1).split(" -> "))
+        message = (message[: found.start()] + message[found.end() :]).strip()
+    m = _ARG_NAME.search(message)
+    name = next((g for g in m.groups() if g), "") if m else ""
+    if "," in name:
+        name = ""
+    path = ".".join(p for p in ("config", context, name) if p)
+    return path, message
+
+
+def _dotted(name: Any) -> str:
+    return ".".join(map(str, name)) if isinstance(name, tuple | list) else str(name)
+
+
+def _sub_options(options: Mapping[str, Any], parent: str) -> list[str]:
+    spec: Mapping[str, Any] = options
+    for part in parent.split(".") if parent else ():
+        spec = (spec.get(part) or {}).get("options") or {}
+    return [str(k) for k in spec]
+
+
 def _stand_ins(config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of config where each whole-value placeholder is a dummy of the declared type."""
+    """A copy of config where each whole-value placeholder is a dummy the option accepts."""
     whole = {
         path
         for path, found in find_placeholders(config)
@@ -221,15 +270,37 @@ def _stand_ins(config: Mapping[str, Any], options: Mapping[str, Any]) -> dict[st
 
     def walk(value: Any, spec: Mapping[str, Any], path: str) -> Any:
         if path in whole:
-            return _DUMMY.get(str(spec.get("type", "str")), "placeholder")
+            return _dummy(spec)
         if isinstance(value, Mapping):
             sub = spec.get("options") or {}
             return {
-                k: walk(v, sub.get(k, {}), f"{path}.{k}" if path else k) for k, v in value.items()
+                k: walk(v, sub.get(k) or {}, f"{path}.{k}" if path else str(k))
+                for k, v in value.items()
             }
+        if isinstance(value, list):
+            element = {
+                "type": spec.get("elements", "raw"),
+                "options": spec.get("options"),
+                "choices": spec.get("choices"),
+            }
+            return [walk(v, element, f"{path}[{i}]") for i, v in enumerate(value)]
         return value
 
-    return {k: walk(v, options.get(k, {}), k) for k, v in config.items()}
+    return {k: walk(v, options.get(k) or {}, k) for k, v in config.items()}
+
+
+def _dummy(spec: Mapping[str, Any]) -> Any:
+    """A value of the option's type that passes its choices and its required sub-options."""
+    kind = str(spec.get("type") or "str")
+    if kind == "list":
+        return []
+    choices = spec.get("choices")
+    if choices:
+        return next(iter(choices))
+    if kind == "dict":
+        sub = spec.get("options") or {}
+        return {k: _dummy(s or {}) for k, s in sub.items() if (s or {}).get("required")}
+    return _DUMMY.get(kind, "placeholder")
 
 
 def default_search_path() -> list[Path]:

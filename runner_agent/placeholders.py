@@ -16,6 +16,7 @@ from typing import Any
 __all__ = ["Placeholder", "find_placeholders", "resolve", "walk_strings"]
 
 _TOKEN = re.compile(r"\$(\$?)\{(env|outputs):([^}]*)\}")
+_UNCLOSED = re.compile(r"(?<!\$)\$\{(?:env|outputs):[^}]*$")  # "${env:NAME" without "}"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _OUTPUT_REF = re.compile(r"^([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*):([A-Za-z0-9_.-]+)$")
 
@@ -62,6 +63,9 @@ def _parse(text: str) -> Iterator[tuple[re.Match[str], Placeholder | str]]:
                 yield m, f"bad placeholder {m.group(0)!r}: expected ${{outputs:IDENTITY:KEY}}"
             else:
                 yield m, Placeholder("outputs", ref.group(1), ref.group(2), whole=whole)
+    unclosed = _UNCLOSED.search(text)
+    if unclosed:
+        yield unclosed, f"bad placeholder {unclosed.group(0)!r}: missing the closing '}}'"
 
 
 def find_placeholders(value: Any) -> Iterator[tuple[str, Placeholder | str]]:
@@ -85,6 +89,9 @@ def resolve(value: Any, lookup: Callable[[Placeholder], Any]) -> Any:
 def _resolve_string(text: str, lookup: Callable[[Placeholder], Any]) -> Any:
     if "${" not in text:
         return text
+    unclosed = _UNCLOSED.search(text)
+    if unclosed:
+        raise ValueError(f"bad placeholder {unclosed.group(0)!r}: missing the closing '}}'")
     parts: list[str] = []
     pos = 0
     for m in _TOKEN.finditer(text):

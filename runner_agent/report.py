@@ -83,6 +83,7 @@ class CommandResult:
     duration: float = 0.0
     error: str = ""
     timed_out: bool = False
+    check_mode: bool = False
 
 
 @dataclass
@@ -104,7 +105,8 @@ class Report:
 
     @property
     def changed(self) -> int:
-        return sum(h.changed for c in self.commands for h in c.hosts.values())
+        """Changes made; a check-mode command (cycle) only says what it would change."""
+        return sum(h.changed for c in self.commands if not c.check_mode for h in c.hosts.values())
 
     @property
     def failed(self) -> int:
@@ -167,6 +169,7 @@ def load_report(data: Mapping[str, Any]) -> Report:
                 duration=c.get("duration", 0.0),
                 error=c.get("error", ""),
                 timed_out=c.get("timed_out", False),
+                check_mode=c.get("check_mode", False),
             )
         )
     fields = {

@@ -241,6 +241,7 @@ def _run_command(
         started=started.isoformat(),
         finished=finished.isoformat(),
         duration=round((finished - started).total_seconds(), 3),
+        check_mode=spec.check,
     )
     if result.status == "timeout":
         outcome.timed_out = True

@@ -7,6 +7,7 @@ Every problem found is reported at once, each naming the file, the task's index 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # GitLab's own CI config limit; a task packet is no bigger
 MAX_NODES = 200_000  # expanded YAML nodes: refuses alias bombs before they are built
+MAX_DEPTH = 64  # nesting inside one task; deeper input would exhaust stacks downstream
 DEFAULT_TIMEOUT = 3600
 MAX_TIMEOUT = 7 * 24 * 3600
 LOCAL_HOST = "localhost"
@@ -122,14 +124,31 @@ def parse_duration(value: str | int) -> int:
 
 # --- reading files ---------------------------------------------------------------------------
 
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+# Plain data only: what JSON can say. Anything else (python/*, binary, set, timestamp, omap,
+# custom tags) is refused, with the field it sits on.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("null", "bool", "int", "float", "str", "seq", "map", "merge")
+)
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys."""
+    """SafeLoader that refuses duplicate keys and keeps dates as strings (JSON has none)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    # _node_problems reports these with their field first; this is the last line of defence
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults", merged below
+            continue
         key = loader.construct_object(key_node, deep=True)
         if isinstance(key, list | dict):
             raise yaml.constructor.ConstructorError(
@@ -162,29 +181,187 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return size
 
 
-def _load_yaml(text: str) -> list[Any]:
+def _at(mark: yaml.Mark | None) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml") else tag
+
+
+class _NodeChecker:
+    """Walks one composed YAML document before it is built: duplicate keys, keys that are not
+    scalars, and tags that are not plain data, each with its task index and field."""
+
+    def __init__(self, loader: _Loader, source: str) -> None:
+        self.loader = loader
+        self.source = source
+        self.problems: list[Problem] = []
+        self.seen: set[int] = set()
+
+    def document(self, node: yaml.Node, first_index: int) -> None:
+        if isinstance(node, yaml.SequenceNode) and node.tag in _PLAIN_TAGS:
+            for i, child in enumerate(node.value):
+                self.walk(child, first_index + i, "")
+        else:
+            self.walk(node, first_index, "")
+
+    def add(self, index: int, path: str, message: str) -> None:
+        self.problems.append(Problem(self.source, message, index, path))
+
+    def walk(self, node: yaml.Node, index: int, path: str) -> None:
+        if id(node) in self.seen:  # an alias of a node already checked
+            return
+        self.seen.add(id(node))
+        if node.tag not in _PLAIN_TAGS:
+            self.add(
+                index,
+                path,
+                f"YAML tag {_short_tag(node.tag)} is not allowed ({_at(node.start_mark)}): "
+                "a task holds plain data (strings, numbers, booleans, lists, mappings)",
+            )
+            return
+        if isinstance(node, yaml.SequenceNode):
+            for i, child in enumerate(node.value):
+                self.walk(child, index, _join(path, i))
+        elif isinstance(node, yaml.MappingNode):
+            self.mapping(node, index, path)
+
+    def mapping(self, node: yaml.MappingNode, index: int, path: str) -> None:
+        keys: dict[Any, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.add(
+                    index, path, f"a mapping key must be a scalar ({_at(key_node.start_mark)})"
+                )
+                continue
+            if key_node.tag not in _PLAIN_TAGS:
+                self.walk(key_node, index, path)
+                continue
+            if key_node.tag.endswith(":merge"):  # "<<: *defaults"
+                self.walk(value_node, index, path)
+                continue
+            key = self.loader.construct_object(key_node)
+            where = _join(path, key) if isinstance(key, str) else path
+            if key in keys:
+                first = _at(keys[key].start_mark)
+                self.add(
+                    index,
+                    where,
+                    f"duplicate key {key!r} ({_at(key_node.start_mark)}; first at {first})",
+                )
+            else:
+                keys[key] = key_node
+            self.walk(value_node, index, where)
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return f"not valid YAML: {exc}"
+    problem = exc.problem or "syntax error"
+    text = f"not valid YAML at {_at(exc.problem_mark)}: {problem}"
+    if exc.context:
+        start = exc.context_mark
+        same = (
+            start is not None
+            and exc.problem_mark is not None
+            and start.line == exc.problem_mark.line
+        )
+        text += f" ({exc.context}" + (f" started at {_at(start)})" if start and not same else ")")
+    if "'\\t'" in problem:
+        text += "; indent with spaces, not tabs"
+    return text
+
+
+def _load_yaml(text: str, source: str) -> list[Any]:
+    """The tasks of a YAML stream, flattened from documents and lists.
+
+    A problem in a later document is reported with the index its first task would have.
+    """
     loader = _Loader(text)
-    docs: list[Any] = []
+    items: list[Any] = []
+    documents = 0
     try:
         while loader.check_node():
             node = loader.get_node()
+            documents += 1
             if node is None:
                 continue
             if _expanded_size(node, {}) > MAX_NODES:
-                raise ValueError(f"document {len(docs)} expands to more than {MAX_NODES} nodes")
-            docs.append(loader.construct_document(node))
+                raise InvalidInput(
+                    Problem(
+                        source,
+                        f"more than {MAX_NODES} values once YAML aliases are expanded "
+                        "(an alias bomb?): refused",
+                        len(items),
+                    )
+                )
+            checker = _NodeChecker(loader, source)
+            checker.document(node, len(items))
+            if checker.problems:
+                raise InvalidInput(checker.problems)
+            items.extend(_flatten([loader.construct_document(node)]))
+    except yaml.YAMLError as exc:
+        index = len(items) if documents else None  # a later document: its first task
+        raise InvalidInput(Problem(source, _yaml_message(exc), index)) from exc
+    except (ValueError, TypeError) as exc:  # a constructor refusing a value, such as !!int x
+        raise InvalidInput(Problem(source, f"not valid YAML: {exc}", len(items))) from exc
+    except RecursionError as exc:
+        raise InvalidInput(Problem(source, "not valid YAML: nested too deeply")) from exc
     finally:
         loader.dispose()
-    return docs
+    return items
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as read, before duplicate keys are looked for."""
+
+
+def _from_pairs(value: Any, source: str, index: int | None, path: str, out: list[Problem]) -> Any:
+    if isinstance(value, _Pairs):
+        result: dict[str, Any] = {}
+        for k, v in value:
+            where = _join(path, k)
+            if k in result:
+                out.append(Problem(source, f"duplicate key {k!r}", index, where))
+            result[k] = _from_pairs(v, source, index, where, out)
+        return result
+    if isinstance(value, list):
+        if index is None:  # the top level: a list of tasks
+            return [_from_pairs(v, source, i, "", out) for i, v in enumerate(value)]
+        return [_from_pairs(v, source, index, _join(path, i), out) for i, v in enumerate(value)]
+    return value
+
+
+def _load_json(text: str, source: str) -> list[Any]:
+    try:
+        raw = json.loads(text, object_pairs_hook=_Pairs)
+        problems: list[Problem] = []
+        top = None if isinstance(raw, list) and not isinstance(raw, _Pairs) else 0
+        data = _from_pairs(raw, source, top, "", problems)
+    except json.JSONDecodeError as exc:
+        message = f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise InvalidInput(Problem(source, message)) from exc
+    except RecursionError as exc:
+        raise InvalidInput(Problem(source, "not valid JSON: nested too deeply")) from exc
+    if problems:
+        raise InvalidInput(problems)
+    return _flatten([data])
+
+
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_FILE_BYTES of the file; more is refused (a device or FIFO included)."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"file is larger than {MAX_FILE_BYTES} bytes: refused")
+    return raw
 
 
 def read_documents(path: Path) -> list[Any]:
@@ -193,26 +370,25 @@ def read_documents(path: Path) -> list[Any]:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise InvalidInput(Problem(source, f"file is {size} bytes; at most {MAX_FILE_BYTES}"))
-        raw = path.read_bytes()
+            raise InvalidInput(
+                Problem(source, f"file is {size} bytes; at most {MAX_FILE_BYTES}: refused")
+            )
+        raw = _read_bounded(path)
     except OSError as exc:
         raise InvalidInput(Problem(source, f"cannot read: {exc.strerror or exc}")) from exc
+    except ValueError as exc:
+        raise InvalidInput(Problem(source, str(exc))) from exc
     if b"\x00" in raw:
         raise InvalidInput(Problem(source, "binary data: a task file is YAML or JSON text"))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInput(Problem(source, f"not UTF-8 text (byte {exc.start})")) from exc
-    try:
-        if path.suffix.lower() == ".json":
-            docs = [json.loads(text, object_pairs_hook=_reject_duplicates)]
-        else:
-            docs = _load_yaml(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        detail = " ".join(str(exc).split())
-        raise InvalidInput(Problem(source, f"not valid {kind}: {detail}")) from exc
-    return _flatten(docs)
+        raise InvalidInput(
+            Problem(source, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8")
+        ) from exc
+    if path.suffix.lower() == ".json":
+        return _load_json(text, source)
+    return _load_yaml(text, source)
 
 
 def _flatten(docs: list[Any]) -> list[Any]:
@@ -235,29 +411,165 @@ def _validator() -> jsonschema.protocols.Validator:
     return cls(task_schema)
 
 
+def _data_problems(item: Any, source: str, index: int) -> list[Problem]:
+    """What JSON cannot say: keys that are not strings, dates, sets, bytes, NaN, and nesting
+    deeper than MAX_DEPTH. Walked without recursion, so no input can exhaust the stack."""
+    problems: list[Problem] = []
+
+    def add(message: str, path: str) -> None:
+        problems.append(Problem(source, message, index, path))
+
+    # (value, its path, the path of its top two levels, such as config.values, and its depth)
+    stack: list[tuple[Any, str, str, int]] = [(item, "", "", 0)]
+    while stack:
+        value, path, anchor, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            add(f"nested deeper than {MAX_DEPTH} levels: refused", anchor)
+            break
+        if isinstance(value, Mapping):
+            for key, sub in value.items():
+                if isinstance(key, str):
+                    where = _join(path, key)
+                    stack.append((sub, where, where if depth < 2 else anchor, depth + 1))
+                else:
+                    quoted = json.dumps(str(key))
+                    add(f"key {key!r} is {_kind(key)}; keys are strings: quote it ({quoted})", path)
+        elif isinstance(value, list | tuple):
+            for i, sub in enumerate(value):
+                where = _join(path, i)
+                stack.append((sub, where, where if depth < 2 else anchor, depth + 1))
+        elif isinstance(value, float) and not math.isfinite(value):
+            add(f"{value} is not a finite number", path)
+        elif value is not None and not isinstance(value, str | int | float):
+            add(
+                f"a {type(value).__name__} value is not plain data "
+                "(strings, numbers, booleans, lists, mappings)",
+                path,
+            )
+    return sorted(problems, key=lambda p: p.field)
+
+
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _path(err: jsonschema.ValidationError) -> str:
+    path = ""
+    for part in err.absolute_path:
+        path = _join(path, part)
+    return path
+
+
 def _schema_problems(item: Any, source: str, index: int) -> list[Problem]:
-    problems = []
-    for err in sorted(_validator().iter_errors(item), key=lambda e: list(e.absolute_path)):
-        path = ".".join(str(p) for p in err.absolute_path)
-        schema: Any = err.schema
-        if err.validator == "additionalProperties":
-            instance: Any = err.instance
-            extra = sorted(set(instance) - set(schema.get("properties", {})))
-            for name in extra:
-                where = f"{path}.{name}" if path else name
-                problems.append(Problem(source, "unknown field", index, where))
-            continue
-        problems.append(Problem(source, _short(err), index, path))
-    return problems
+    found: dict[tuple[str, str], None] = {}  # ordered, without repeats
+    for err in _validator().iter_errors(item):
+        for where, message in _describe(err):
+            found.setdefault((where, message))
+    return [Problem(source, m, index, f) for f, m in sorted(found, key=lambda fm: fm[0])]
 
 
-def _short(err: jsonschema.ValidationError) -> str:
+def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    """(field, message) pairs for one schema error, in words a task author can act on."""
+    path = _path(err)
     schema: Any = err.schema
+    instance: Any = err.instance
+    wanted: Any = err.validator_value
+    if "propertyNames" in err.absolute_schema_path:  # the key itself is wrong
+        path = _join(path, instance)
+    if err.validator == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        return [
+            (_join(path, name), f"unknown field (known: {', '.join(known)})")
+            for name in sorted(set(instance) - set(known))
+        ]
+    if err.validator == "required":
+        return [
+            (_join(path, name), "required field is missing")
+            for name in wanted
+            if name not in instance
+        ]
+    if err.validator == "type":
+        expected: list[str] = wanted if isinstance(wanted, list) else [wanted]
+        message = f"{_clip(instance)} is {_kind(instance)}; expected " + " or ".join(
+            _TYPE_NAMES.get(t, t) for t in expected
+        )
+        if "string" in expected and isinstance(instance, int | float):
+            message += f": quote it ({json.dumps(json.dumps(instance))})"
+        return [(path, message)]
+    if err.validator == "minLength" and instance == "":
+        return [(path, "must not be empty")]
+    if err.validator == "pattern" and instance == "":
+        return []  # minLength says it
+    if err.validator == "pattern" and schema.get("pattern") == _IDENTITY_PATTERN:
+        return [(path, f"{_clip(instance)} is not a valid identity: {_identity_reason(instance)}")]
     if err.validator == "pattern" and schema.get("description"):
-        return f"{_clip(err.instance)} is not valid: {schema['description']}"
+        return [(path, f"{_clip(instance)} is not valid: {schema['description']}")]
+    if err.validator == "const":
+        return [(path, f"{_clip(instance)} is not supported: expected {wanted!r}")]
     if err.validator == "oneOf":
-        return f"{_clip(err.instance)} is not valid here: {schema.get('description', '')}"
-    return err.message if len(err.message) < 300 else err.message[:297] + "..."
+        # when the value has the type of exactly one branch, that branch's errors say more
+        branches = [
+            i
+            for i, branch in enumerate(wanted)
+            if "type" in branch and _validator().is_type(instance, branch["type"])
+        ]
+        if len(branches) == 1:
+            inner = [e for e in err.context if e.relative_schema_path[0] == branches[0]]
+            if inner:
+                return [pair for e in inner for pair in _describe(e)]
+        return [(path, f"{_clip(instance)} is not valid here: {schema.get('description', '')}")]
+    message = err.message
+    return [(path, message if len(message) < 300 else message[:297] + "...")]
+
+
+_IDENTITY_PATTERN = "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
+_SEGMENT_CHARS = re.compile(r"[^a-z0-9._-]")
+
+
+def _identity_reason(value: str) -> str:
+    segments = value.split("/")
+    if not value:
+        return "it is empty"
+    if any(s in (".", "..") for s in segments):
+        return "'.' and '..' segments are not allowed (path traversal)"
+    if value.startswith("/"):
+        return "it must not start with '/' (absolute path)"
+    if value.endswith("/"):
+        return "it must not end with '/'"
+    if "" in segments:
+        return "empty segment ('//')"
+    bad = _SEGMENT_CHARS.search(value.replace("/", ""))
+    if bad:
+        if bad.group(0).isupper():
+            return "upper-case letters are not allowed (use lower case)"
+        return (
+            f"character {bad.group(0)!r} is not allowed (lower-case letters, digits, '.', '_', '-')"
+        )
+    first = next((s for s in segments if not s[:1].isalnum()), value)
+    return f"segment {first!r} must start with a lower-case letter or digit"
 
 
 def _clip(value: Any) -> str:
@@ -288,7 +600,11 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
         problems.append(Problem(task.source, message, task.document, fld))
 
     if task.timeout > MAX_TIMEOUT:
-        add(f"{task.timeout}s is longer than the {MAX_TIMEOUT // 3600}h limit", "timeout")
+        hours = f"{task.timeout / 3600:.4g}h"
+        add(
+            f"{task.timeout}s ({hours}) is longer than the limit of {MAX_TIMEOUT // 3600}h",
+            "timeout",
+        )
     if task.identity in task.outputs_from:
         add("a task cannot read its own outputs", "outputs_from")
     for path, found in find_placeholders(task.config):
@@ -305,8 +621,10 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
 def tasks_from_data(
     items: Iterable[Any], source: str = "<api>", registry: AgentRegistry | None = None
 ) -> list[Task]:
-    """Validate already-parsed task mappings. Raises InvalidInput listing every problem."""
-    tasks, problems = _validate_items(list(items), source, registry)
+    """Validate already-parsed task mappings (or one mapping). Raises InvalidInput listing
+    every problem."""
+    batch = [items] if isinstance(items, Mapping) else list(items)
+    tasks, problems = _validate_items(batch, source, registry)
     if problems:
         raise InvalidInput(problems)
     return tasks
@@ -324,7 +642,7 @@ def _validate_items(
             kind = type(item).__name__
             problems.append(Problem(source, f"a task is a mapping, not {kind}", index))
             continue
-        found = _schema_problems(item, source, index)
+        found = _data_problems(item, source, index) or _schema_problems(item, source, index)
         if found:
             problems.extend(found)
             continue

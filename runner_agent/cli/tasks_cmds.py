@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import click
 
-from runner_agent.agents import default_registry
+from runner_agent.agents import Agent, default_registry
 from runner_agent.cli._common import agents_path_option, output_option, print_json
 from runner_agent.tasks import load_tasks
 
@@ -47,18 +49,43 @@ def agents(agents_path: tuple[Path, ...], output: str) -> int:
         print_json([a.to_dict() for a in registry])
         return 0
     for agent in registry:
-        click.echo(f"{agent.name} {agent.version}  {agent.description}")
-        for command in agent.commands.values():
-            lock = "" if agent.takes_lock(command.name) else " (read-only, no lock)"
-            click.echo(f"  {command.name}{lock}: {command.description}")
-            for name, spec in command.options.items():
-                need = "required" if spec.get("required") else f"default {spec.get('default')!r}"
-                kind = spec.get("type", "str")
-                choices = (
-                    f" one of {', '.join(map(str, spec['choices']))}" if spec.get("choices") else ""
-                )
-                click.echo(f"      {name} ({kind}, {need}){choices}")
+        click.echo(_describe(agent))
     return 0
+
+
+def _describe(agent: Agent) -> str:
+    """An agent for people: its commands once, then the union of their options."""
+    names = [c if agent.takes_lock(c) else f"{c} (read-only)" for c in agent.commands]
+    about = textwrap.fill(agent.description, 96, initial_indent="  ", subsequent_indent="  ")
+    lines = [
+        f"{agent.name} {agent.version}",
+        about,
+        f"  commands: {', '.join(names)}",
+        "  config:",
+    ]
+    options: dict[str, dict[str, Any]] = {}
+    required: dict[str, list[str]] = {}
+    for command in agent.commands.values():
+        for name, spec in command.options.items():
+            options.setdefault(name, dict(spec))
+            if spec.get("required"):
+                required.setdefault(name, []).append(command.name)
+    width = max((len(n) for n in options), default=0)
+    for name, spec in options.items():
+        by = required.get(name, [])
+        need = (
+            "required"
+            if len(by) == len(agent.commands)
+            else (f"required by {', '.join(by)}" if by else "")
+        )
+        if not by and spec.get("default") is not None:
+            need = f"default {spec['default']!r}"
+        choices = f" ({'|'.join(map(str, spec['choices']))})" if spec.get("choices") else ""
+        lines.append(
+            f"    {name.ljust(width)}  {str(spec.get('type', 'str')).ljust(4)}  "
+            f"{need}{choices}".rstrip()
+        )
+    return "\n".join(lines) + "\n"
 
 
 COMMANDS = [validate, agents]
