@@ -6,6 +6,7 @@ place where an exception becomes an exit code.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -27,7 +28,35 @@ Start with:   runner-agent agents
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+# name -> "module:attribute": a command's module is imported only when it is used, so the
+# agent job (`run`) does not pay for the GitLab client or the pipeline renderer at start-up.
+COMMANDS = {
+    "agents": "runner_agent.cli.tasks_cmds:agents",
+    "validate": "runner_agent.cli.tasks_cmds:validate",
+    "run": "runner_agent.cli.run_cmd:run",
+    "collect": "runner_agent.cli.run_cmd:collect",
+    "render": "runner_agent.cli.render_cmd:render",
+    "plan": "runner_agent.cli.render_cmd:plan_cmd",
+    "dotenv": "runner_agent.cli.render_cmd:dotenv_cmd",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, _, attribute = COMMANDS[cmd_name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="runner-agent")
 def cli() -> None:
     """Ephemeral agents that live only as GitLab pipeline jobs.
@@ -36,25 +65,6 @@ def cli() -> None:
     runner-agent validates tasks, runs them here with --local, or renders them into GitLab CI
     jobs where each job is the agent for one task.
     """
-
-
-def _register() -> None:
-    from runner_agent.cli import run_cmd, tasks_cmds
-
-    for module in (tasks_cmds, run_cmd):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-    try:
-        import importlib
-
-        render_cmd = importlib.import_module("runner_agent.cli.render_cmd")
-    except ImportError:  # pragma: no cover - while the module is being written
-        return
-    for command in render_cmd.COMMANDS:
-        cli.add_command(command)
-
-
-_register()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
