@@ -1,0 +1,275 @@
+"""``render``, ``plan`` and ``dotenv``: tasks into GitLab CI, and the job's outputs for GitLab."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from runner_agent.agents import default_registry
+from runner_agent.cli._common import agents_path_option, output_option, print_json
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.plan import PlanInputs, Written, outputs_dotenv, plan, write_pipelines
+from runner_agent.render import RenderOptions, render_child
+from runner_agent.tasks import load_tasks
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _tags(value: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (value or "").split(",") if t.strip())
+
+
+def _pipeline_options(func: F) -> F:
+    """Options shared by render and plan: how tasks become jobs."""
+    options = [
+        click.option(
+            "--project-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            envvar="CI_PROJECT_DIR",
+            default=".",
+            show_default=True,
+            help="The folder the jobs run in (the repository checkout); FILE must be inside "
+            "it, as the jobs find their task files relative to it. [env: CI_PROJECT_DIR]",
+        ),
+        click.option(
+            "--max-jobs",
+            type=click.IntRange(min=2),
+            default=500,
+            show_default=True,
+            envvar="RA_MAX_JOBS",
+            help="Jobs per child pipeline, the collect job included; more tasks are split "
+            "into several pipelines. GitLab.com allows 500 on Free.",
+        ),
+        click.option(
+            "--default-tags",
+            metavar="TAG,...",
+            envvar="RA_DEFAULT_TAGS",
+            help="Runner tags for tasks that name none, and for the collect job. "
+            "Default: the collect job takes the first task's tags.",
+        ),
+        click.option(
+            "--runner-agent",
+            "runner_agent_cmd",
+            metavar="CMD",
+            default="runner-agent",
+            show_default=True,
+            envvar="RA_RUNNER_AGENT",
+            help="How the jobs call runner-agent, e.g. 'python3 -m runner_agent'.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _report(written: Written, output: str) -> None:
+    if output == "json":
+        print_json(written.to_dict())
+        return
+    click.echo(
+        f"wrote {written.entry}: {written.tasks} task(s) in {written.pipelines} "
+        f"pipeline(s), {len(written.files)} file(s)"
+    )
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the pipeline here, the task files beside it (DIR/tasks/NNNN.json), and when "
+    "split the parts FILE-1.yml... with FILE triggering them. Default: print the YAML.",
+)
+@click.option(
+    "--tasks-from-job",
+    metavar="JOB",
+    help="The parent pipeline's job whose artifacts hold the task files; the jobs fetch "
+    "them with needs:pipeline:job. Default: the task files are in the repository.",
+)
+@_pipeline_options
+@agents_path_option
+@output_option
+def render(
+    paths: tuple[Path, ...],
+    file: Path | None,
+    tasks_from_job: str | None,
+    project_dir: Path,
+    max_jobs: int,
+    default_tags: str | None,
+    runner_agent_cmd: str,
+    agents_path: tuple[Path, ...],
+    output: str,
+) -> int:
+    """Render task files into a GitLab child pipeline: one job per task, then a collect job.
+
+    Validates the tasks first, and the result against GitLab's CI schema and rules: exit 2
+    when either is wrong, and nothing is written. Task values never enter the YAML: each
+    job runs `runner-agent run` on its own task file.
+
+    \b
+    Examples:
+      runner-agent render examples/*.yml
+      runner-agent render tasks/web.yml -f .runner-agent/pipeline.yml
+      runner-agent render tasks/*.yml -f .runner-agent/pipeline.yml --max-jobs 200 -o json
+    \b
+    Then, in .gitlab-ci.yml, after committing the written files:
+      agents:
+        trigger:
+          include: .runner-agent/pipeline.yml
+          strategy: depend
+    """
+    options = RenderOptions(
+        max_jobs=max_jobs,
+        runner_agent_cmd=runner_agent_cmd,
+        tasks_from_job=tasks_from_job,
+        default_tags=_tags(default_tags),
+    )
+    tasks = load_tasks(paths, default_registry(agents_path))
+    if file is not None:
+        _report(write_pipelines(tasks, file, project_dir=project_dir, options=options), output)
+        return 0
+    pipelines = render_child(tasks, options)
+    if output == "json":
+        print_json([{"yaml": p.text, "task_files": sorted(p.task_files)} for p in pipelines])
+    else:
+        click.echo("---\n".join(p.text for p in pipelines), nl=False)
+        if len(pipelines) > 1:
+            click.echo(
+                f"note: {len(pipelines)} pipelines; --file writes them and their index", err=True
+            )
+    return 0
+
+
+@click.command(name="plan")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=".runner-agent/pipeline.yml",
+    show_default=True,
+    help="Where to write the child pipeline (see `render --file`), relative to --project-dir.",
+)
+@click.option("--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]")
+@click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")
+@click.option(
+    "--task-file",
+    envvar="RA_TASK_FILE",
+    default="",
+    help="A task file in the repository. [env: RA_TASK_FILE]",
+)
+@click.option(
+    "--identity",
+    envvar="RA_IDENTITY",
+    default="",
+    help="Run this identity's tasks from --tasks-dir (with --command if given). [env: RA_IDENTITY]",
+)
+@click.option(
+    "--tasks-dir",
+    envvar="RA_TASKS_DIR",
+    default="tasks",
+    show_default=True,
+    help="Where --identity finds the repository's task files. [env: RA_TASKS_DIR]",
+)
+@click.option(
+    "--agent",
+    envvar="RA_AGENT",
+    default="",
+    help="The identity's agent, needed when it has no task file. [env: RA_AGENT]",
+)
+@click.option("--command", "command", envvar="RA_COMMAND", default="", help="[env: RA_COMMAND]")
+@click.option(
+    "--tasks-from-job",
+    envvar="CI_JOB_NAME",
+    help="The job whose artifacts the child jobs fetch. [env: CI_JOB_NAME, this job]",
+)
+@_pipeline_options
+@agents_path_option
+@output_option
+def plan_cmd(
+    file: Path,
+    dispatch_id: str,
+    checksum: str,
+    task_file: str,
+    identity: str,
+    tasks_dir: str,
+    agent: str,
+    command: str,
+    tasks_from_job: str | None,
+    project_dir: Path,
+    max_jobs: int,
+    default_tags: str | None,
+    runner_agent_cmd: str,
+    agents_path: tuple[Path, ...],
+    output: str,
+) -> int:
+    """The parent pipeline's plan job: its inputs in, the child pipeline files out.
+
+    Takes exactly one source: a task file in the repository; an identity, whose tasks are
+    looked up in --tasks-dir (the command replaced when one is given; without a task file
+    there, a task of identity, agent and command alone); or a dispatch id and checksum.
+    Every option also reads the RA_* variable the shipped parent pipeline sets from its
+    inputs, so no value has to pass through a shell line.
+
+    \b
+    Examples:
+      runner-agent plan --task-file tasks/web.yml
+      runner-agent plan --identity acme/web --command cycle
+      RA_IDENTITY=acme/web RA_COMMAND=cycle runner-agent plan
+    """
+    inputs = PlanInputs(dispatch_id, checksum, task_file, identity, agent, command, tasks_dir)
+    options = RenderOptions(
+        max_jobs=max_jobs,
+        runner_agent_cmd=runner_agent_cmd,
+        tasks_from_job=tasks_from_job or None,
+        default_tags=_tags(default_tags),
+    )
+    written = plan(
+        inputs,
+        file if file.is_absolute() else project_dir / file,
+        project_dir=project_dir,
+        options=options,
+        registry=default_registry(agents_path),
+    )
+    _report(written, output)
+    return 0
+
+
+@click.command(name="dotenv")
+@click.argument("report", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the dotenv (the job's artifacts:reports:dotenv).",
+)
+def dotenv_cmd(report: Path, file: Path) -> int:
+    """Write a task report's status and outputs as a GitLab dotenv report.
+
+    Later jobs then read them as variables: RA_<IDENTITY>_STATUS, RA_<IDENTITY>_<KEY>
+    (upper-cased, other characters as _), at most 20 and 5 KB; the report JSON keeps all.
+
+    \b
+    Example:
+      runner-agent dotenv .runner-agent/reports/0003.json -f .runner-agent/reports/0003.env
+    """
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
+    if not isinstance(data, dict) or "identity" not in data:
+        raise InvalidInput(Problem(str(report), "not the report of one task"))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(outputs_dotenv(data), encoding="utf-8")
+    return 0
+
+
+COMMANDS = [render, plan_cmd, dotenv_cmd]

@@ -1,0 +1,198 @@
+"""The files ``runner-agent render --file``, ``plan`` and ``dotenv`` write.
+
+``plan`` is the parent pipeline's plan job: its inputs (a task file in the repository, an
+identity, or a dispatch id and checksum) in, the child pipeline and its task files out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.render import RenderOptions, render_child, render_index
+from runner_agent.report import DOTENV_MAX, dotenv
+from runner_agent.tasks import Task, load_tasks, tasks_from_data
+
+if TYPE_CHECKING:
+    from runner_agent.agents import AgentRegistry
+
+__all__ = ["PlanInputs", "Written", "outputs_dotenv", "plan", "workdir_for", "write_pipelines"]
+
+DOTENV_BYTES = 5120  # GitLab refuses a larger dotenv report
+_DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What was written: the entry pipeline (the one to include or trigger) and every file."""
+
+    entry: str
+    files: tuple[str, ...]
+    pipelines: int
+    tasks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry": self.entry,
+            "pipelines": self.pipelines,
+            "tasks": self.tasks,
+            "files": list(self.files),
+        }
+
+
+def workdir_for(file: Path, project_dir: Path) -> str:
+    """FILE's folder relative to the project directory: where task files and reports live."""
+    try:
+        rel = file.resolve().parent.relative_to(project_dir.resolve())
+    except ValueError as exc:
+        raise InvalidInput(
+            Problem(str(file), f"must be inside the project directory {project_dir}")
+        ) from exc
+    if not rel.parts:
+        raise InvalidInput(
+            Problem(str(file), "put it in a folder of the project, such as .runner-agent/")
+        )
+    return rel.as_posix()
+
+
+def write_pipelines(
+    tasks: Sequence[Task], file: Path, *, project_dir: Path, options: RenderOptions
+) -> Written:
+    """Render and write FILE, its parts FILE-1.yml... when split, and the task files.
+
+    Layout, FILE being ``<dir>/<name>.yml`` and ``<dir>`` relative to the project directory
+    the jobs run in: ``<dir>/tasks/NNNN.json`` one task file per job; with several pipelines
+    ``<dir>/<name>-1.yml``... are the parts and FILE the pipeline that triggers them. The jobs
+    write ``<dir>/reports/NNNN.json`` (+ ``.junit.xml``, ``.env``) and the collect job
+    ``<dir>/summary.json`` (``summary-K.json`` for part K). Raises InvalidInput.
+    """
+    opts = replace(options, workdir=workdir_for(file, project_dir))
+    pipelines = render_child(tasks, opts)
+    root = project_dir.resolve()
+    out: dict[str, str | bytes] = {}
+    for p in pipelines:
+        out.update(p.task_files)
+    rel = file.resolve().relative_to(root).as_posix()
+    if len(pipelines) == 1:
+        out[rel] = pipelines[0].text
+    else:
+        stem, dot, ext = rel.rpartition(".")
+        parts = [f"{stem}-{n}.{ext}" if dot else f"{rel}-{n}" for n in range(1, len(pipelines) + 1)]
+        out.update(zip(parts, (p.text for p in pipelines), strict=True))
+        out[rel] = render_index(
+            parts,
+            tasks_from_job=opts.tasks_from_job,
+            tags=opts.default_tags,
+            validate=opts.validate,
+        )
+    for name, data in out.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, str):
+            path.write_text(data, encoding="utf-8")
+        else:
+            path.write_bytes(data)
+    return Written(rel, tuple(sorted(out)), len(pipelines), len(tasks))
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The parent pipeline's inputs: a dispatch, a task file, or one identity's tasks."""
+
+    dispatch_id: str = ""
+    checksum: str = ""
+    task_file: str = ""
+    identity: str = ""
+    agent: str = ""
+    command: str = ""
+    tasks_dir: str = "tasks"  # where an identity's tasks are looked up in the repository
+
+
+def _inside(project_dir: Path, name: str, what: str) -> Path:
+    path = (project_dir / name).resolve()
+    if not path.is_relative_to(project_dir.resolve()):
+        raise InvalidInput(Problem(what, f"{name!r} is not inside the project"))
+    return path
+
+
+def _identity_tasks(inputs: PlanInputs, project_dir: Path, registry: AgentRegistry) -> list[Task]:
+    """The identity's tasks as the repository declares them, with the command asked for.
+
+    Without any, a task of just identity, agent and command: enough for agents whose command
+    needs no config.
+    """
+    folder = _inside(project_dir, inputs.tasks_dir, "tasks_dir")
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".yml", ".yaml", ".json"))
+    found = [t for t in load_tasks(files, registry) if t.identity == inputs.identity]
+    if not found:
+        item = {"identity": inputs.identity, "agent": inputs.agent}
+        return tasks_from_data(
+            [item | ({"command": inputs.command} if inputs.command else {})], "inputs", registry
+        )
+    if inputs.agent and any(t.agent != inputs.agent for t in found):
+        raise InvalidInput(Problem("inputs.agent", f"{inputs.identity} uses {found[0].agent}"))
+    if not inputs.command:
+        return found
+    tasks = [replace(t, command=inputs.command) for t in found]
+    problems = [p for t in tasks for p in registry.check_task(t)]
+    if problems:
+        raise InvalidInput(problems)
+    return tasks
+
+
+def plan(
+    inputs: PlanInputs,
+    file: Path,
+    *,
+    project_dir: Path,
+    options: RenderOptions,
+    registry: AgentRegistry,
+) -> Written:
+    """The plan job: turn the pipeline's inputs into the child pipeline files.
+
+    Sources, exactly one: ``task_file`` (a file of the repository); ``identity`` (its tasks
+    in ``tasks_dir``, the command replaced when one is given); ``dispatch_id``. Raises
+    InvalidInput when the inputs name no source, several, or a bad one.
+    """
+    chosen = [n for n in ("dispatch_id", "task_file", "identity") if getattr(inputs, n)]
+    if len(chosen) != 1:
+        raise InvalidInput(
+            Problem("inputs", "give exactly one of dispatch_id, task_file, identity (+ agent)")
+        )
+    if inputs.dispatch_id:
+        # The hook for dispatched runs: fetch the bundle (CI_JOB_TOKEN, generic package
+        # registry), verify inputs.checksum, then render as below. Not in this version.
+        raise InvalidInput(
+            Problem("inputs.dispatch_id", "dispatched bundles are not supported by this version")
+        )
+    if inputs.task_file:
+        tasks = load_tasks([_inside(project_dir, inputs.task_file, "inputs.task_file")], registry)
+    else:
+        tasks = _identity_tasks(inputs, project_dir, registry)
+    return write_pipelines(tasks, file, project_dir=project_dir, options=options)
+
+
+def outputs_dotenv(report: Mapping[str, Any]) -> str:
+    """A GitLab dotenv report of one task: ``RA_<IDENTITY>_STATUS``, then its outputs.
+
+    Keys are ``RA_<IDENTITY>_<KEY>`` upper-cased with every other character as ``_``, so a
+    later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and 5 KB: the
+    status comes first, outputs follow by key; what does not fit (or has a newline) stays in
+    the report JSON only.
+    """
+    prefix = f"RA_{report.get('identity', '')}_"
+    status = _DOTENV_KEY.sub("_", f"{prefix}STATUS").upper()
+    lines = [f"{status}={report.get('status', 'error')}"]
+    seen = {status}
+    for line in dotenv(report.get("outputs") or {}, prefix).splitlines():
+        key = line.split("=", 1)[0]
+        size = sum(len(x.encode()) + 1 for x in lines) + len(line.encode()) + 1
+        if key in seen or len(lines) == DOTENV_MAX or size > DOTENV_BYTES:
+            continue
+        seen.add(key)
+        lines.append(line)
+    return "".join(x + "\n" for x in lines)

@@ -1,0 +1,424 @@
+"""Tasks -> GitLab child pipeline YAML, from the Jinja2 templates in ``templates/gitlab-ci/``.
+
+Pure: no network, no files read but the templates. Task data never enters the YAML as code:
+each job's script runs ``runner-agent run`` on a task file whose path we make
+(``<workdir>/tasks/0003.json``); the task files travel beside the YAML. The only task values the
+YAML carries are runner tags, emitted as escaped YAML scalars; identities appear only sanitised
+(job names, resource groups). Templates can place nothing but values passed through the
+``yaml`` filter: any other ``{{ ... }}`` raises, so a template edit cannot smuggle raw text in.
+
+Layout (why it holds on every engine):
+- stages ``agents`` then ``collect``. Each task is one job in ``agents``. A task that reads
+  another identity's outputs (``outputs_from``) also needs that identity's latest job before it.
+- ``resource_group`` per identity gives one running job per identity across pipelines on
+  GitLab. Inside one pipeline the order is made explicit, because gitlab-ci-local ignores
+  resource groups: each later task of an identity ``needs`` the one before it (a chain, one
+  need per job, far below GitLab's 50) and has ``when: always``. ``always`` because a follower
+  that GitLab skips would leave gitlab-ci-local waiting forever, and because a queued job on a
+  resource group also runs whatever the previous holder's result; the follower's own report
+  tells what happened.
+- the collect job sits in stage ``collect`` with ``when: always`` and no ``needs``, so it gets
+  every task job's artifacts (``needs`` would cap it at 50 jobs).
+- when the tasks come from a parent job's artifacts (``tasks_from_job``), every task job adds
+  ``needs: [{pipeline: $PARENT_PIPELINE_ID, job: ...}]``: GitLab's way to fetch a parent's
+  artifacts into a child pipeline. gitlab-ci-local ignores that need; its shell jobs see the
+  files in the working tree.
+- above ``max_jobs`` jobs (the collect job included) or ``max_bytes`` of YAML the tasks are
+  split into several pipelines, keeping every identity's chain (and the tasks tied to it by
+  ``outputs_from``) inside one; :func:`render_index` writes the pipeline that triggers them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from runner_agent.ci_schema import MAX_CONFIG_BYTES, validate_text
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.resources import templates_dir
+from runner_agent.tasks import Task
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "RETRY_WHEN",
+    "TIMEOUT_MARGIN",
+    "RenderOptions",
+    "RenderedPipeline",
+    "job_name",
+    "render_child",
+    "render_index",
+    "resource_group",
+    "to_yaml",
+]
+
+# Only failures of the machinery: a task that failed must not run again by itself. These
+# values are accepted by GitLab since 13.x, so older self-managed instances read them too.
+RETRY_WHEN = (
+    "runner_system_failure",
+    "stuck_or_timeout_failure",
+    "scheduler_failure",
+    "api_failure",
+    "unmet_prerequisites",
+)
+TIMEOUT_MARGIN = 300  # the job outlives Ansible's own deadline, so a timed-out task still reports
+MAX_NAME = 255  # GitLab refuses longer job names
+# When the tasks are split, an index pipeline fetches the task files again in this job, and
+# passes its own id under this name: a variable passed down by a trigger job outranks one the
+# index's YAML would set, so PARENT_PIPELINE_ID keeps naming the index's parent there.
+FETCH_JOB = "runner-agent-fetch"
+INDEX_ID = "RUNNER_AGENT_INDEX_PIPELINE_ID"
+INDEX_SOURCE = {"pipeline": f"${INDEX_ID}", "job": FETCH_JOB}
+COLLECT_TIMEOUT = "10m"
+
+# plain only what every YAML 1.1 and 1.2 reader takes for a string: no number, date, bool,
+# null, .inf or .nan can start with a letter, '_', '/' or '.' followed by a non-digit
+_PLAIN = re.compile(r"(?:[A-Za-z_/]|\.[A-Za-z_/.-])[A-Za-z0-9_./-]*(?::[A-Za-z0-9_./-]+)*")
+_NOT_PLAIN = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", ".inf", ".nan"}
+_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]')
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._/:-]+")
+_GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9._/ -]+")  # GitLab also allows $ { }, which it expands
+_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._-]*(?:/[A-Za-z0-9_.][A-Za-z0-9._-]*)*")
+_COMMAND = re.compile(r"[A-Za-z0-9_./=-]+(?: [A-Za-z0-9_./=-]+)*")
+
+
+class _Yaml(str):
+    """Text already serialised as YAML: the only thing a template may place."""
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch in '"\\':
+        return "\\" + ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _scalar(value: Any, flow: bool = False) -> str:
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return json.dumps(value, allow_nan=False)
+    if not isinstance(value, str):
+        raise TypeError(f"cannot place a {type(value).__name__} in YAML")
+    plain = _PLAIN.fullmatch(value) and value.lower() not in _NOT_PLAIN
+    if plain and not (flow and ":" in value):  # old libyaml refuses ':' in flow plain scalars
+        return value
+    # double-quoted, pure ASCII: every YAML reader (PyYAML, libyaml, Psych) reads it back as is
+    return '"' + _ESCAPE.sub(_escape_char, value) + '"'
+
+
+def _key(key: Any) -> str:
+    text = _scalar(key, True)
+    return text if len(text) <= 1000 else "? " + text  # YAML caps implicit keys at 1024
+
+
+def to_yaml(value: Any, flow: bool = False) -> _Yaml:
+    """One value as YAML text on one line: scalars, and lists and mappings in flow style."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises here: a template named a value that is not there
+    if isinstance(value, Mapping):
+        items = ", ".join(f"{_key(k)}: {to_yaml(v, True)}" for k, v in value.items())
+        return _Yaml("{" + items + "}")
+    if isinstance(value, list | tuple):
+        return _Yaml("[" + ", ".join(to_yaml(v, True) for v in value) + "]")
+    return _Yaml(_scalar(value, flow))
+
+
+def _only_serialised(value: Any) -> Any:
+    if isinstance(value, _Yaml):
+        return value
+    raise jinja2.TemplateError(f"template placed {value!r} without the yaml filter")
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        finalize=_only_serialised,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # HTML escaping means nothing in YAML; finalize is our discipline
+    )
+    env.filters["yaml"] = to_yaml
+    return env
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def job_name(identity: str, command: str | None, index: int) -> str:
+    """A unique GitLab job name: sanitised identity and command, then the task index."""
+    base = f"{identity}:{command or 'digest'}"
+    safe = _NAME_UNSAFE.sub("_", base).lstrip(".") or "_"
+    suffix = f":{index}"
+    if len(safe) + len(suffix) > MAX_NAME:
+        safe = safe[: MAX_NAME - len(suffix) - 9] + "~" + _short_hash(base)
+    return safe + suffix
+
+
+def resource_group(identity: str) -> str:
+    """The GitLab resource group of an identity: one running job per identity per project."""
+    safe = _GROUP_UNSAFE.sub("_", identity).strip("/ ")
+    key = f"runner-agent/{safe}"
+    if safe != identity or len(key) > MAX_NAME:
+        key = key[: MAX_NAME - 9] + "-" + _short_hash(identity)
+    return key
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return " ".join(parts) or "0s"
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How tasks become jobs. ``workdir`` is relative to the project directory jobs run in."""
+
+    max_jobs: int = 500
+    max_bytes: int = MAX_CONFIG_BYTES
+    runner_agent_cmd: str = "runner-agent"
+    workdir: str = ".runner-agent"
+    tasks_from_job: str | None = None
+    default_tags: tuple[str, ...] = ()
+    validate: bool = True
+
+    def problems(self) -> list[Problem]:
+        found = []
+        if self.max_jobs < 2:
+            found.append(Problem("--max-jobs", "at least 2: a task job and the collect job"))
+        if not _PATH.fullmatch(self.workdir) or {".", ".."} & set(self.workdir.split("/")):
+            found.append(Problem("workdir", f"{self.workdir!r} is not a relative folder path"))
+        if not _COMMAND.fullmatch(self.runner_agent_cmd):
+            found.append(Problem("--runner-agent", "letters, digits, ._/=- and single spaces"))
+        return found
+
+
+@dataclass(frozen=True)
+class RenderedPipeline:
+    """One child pipeline: its YAML and the task files its jobs read (path -> JSON bytes)."""
+
+    text: str
+    task_files: Mapping[str, bytes]
+    jobs: Mapping[str, int] = field(default_factory=dict)  # task job name -> task index
+    summary: str = ""  # where its collect job writes the summary
+
+
+@dataclass(frozen=True)
+class _Job:
+    index: int
+    identity: str
+    group: str  # jobs of one group stay in one pipeline: their needs link them
+    name: str
+    tags: tuple[str, ...]
+    resource_group: str
+    timeout: str
+    needs: tuple[Mapping[str, Any], ...]
+    when: str | None
+    script: tuple[str, ...]
+    report: str
+    junit: str
+    dotenv: str
+
+
+def _groups(tasks: Sequence[Task]) -> dict[str, str]:
+    """Identity -> its group: identities linked by outputs_from share a pipeline."""
+    root: dict[str, str] = {t.identity: t.identity for t in tasks}
+
+    def find(x: str) -> str:
+        while root[x] != x:
+            root[x] = root[root[x]]
+            x = root[x]
+        return x
+
+    for task in tasks:
+        for other in task.outputs_from:
+            if other in root:
+                root[find(other)] = find(task.identity)
+    return {identity: find(identity) for identity in root}
+
+
+def _job_specs(
+    tasks: Sequence[Task], opts: RenderOptions, width: int, source: Mapping[str, Any] | None
+) -> list[_Job]:
+    latest: dict[str, str] = {}  # identity -> its last job so far
+    groups = _groups(tasks)
+    jobs = []
+    for index, task in enumerate(tasks):
+        stem = f"{index:0{width}d}"
+        task_path = f"{opts.workdir}/tasks/{stem}.json"
+        report = f"{opts.workdir}/reports/{stem}.json"
+        env_file = f"{opts.workdir}/reports/{stem}.env"
+        name = job_name(task.identity, task.command, index)
+        # after the identity's previous task, and after the tasks whose outputs it reads
+        before = [
+            latest[i] for i in dict.fromkeys((task.identity, *task.outputs_from)) if i in latest
+        ]
+        needs = ([source] if source else []) + [{"job": b, "artifacts": False} for b in before]
+        latest[task.identity] = name
+        ra = opts.runner_agent_cmd
+        script = (
+            # keep run's exit code, still write the dotenv, then fail the job like run did
+            f"rc=0; {ra} run '{task_path}' --report '{report}' || rc=$?",
+            f"{ra} dotenv '{report}' --file '{env_file}' || true",
+            'exit "$rc"',
+        )
+        jobs.append(
+            _Job(
+                index=index,
+                identity=task.identity,
+                group=groups[task.identity],
+                name=name,
+                tags=task.tags or opts.default_tags,
+                resource_group=resource_group(task.identity),
+                timeout=_duration(task.timeout + TIMEOUT_MARGIN),
+                needs=tuple(needs),
+                when="always" if before else None,
+                script=script,
+                report=report,
+                junit=f"{opts.workdir}/reports/{stem}.junit.xml",
+                dotenv=env_file,
+            )
+        )
+    return jobs
+
+
+def _task_file(task: Task) -> bytes:
+    try:
+        return (json.dumps(task.to_dict(), indent=2, ensure_ascii=False) + "\n").encode()
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidInput(
+            Problem(task.source, f"cannot be written as a JSON task file: {exc}", task.document)
+        ) from exc
+
+
+def _partition(jobs: Sequence[_Job], sizes: Sequence[int], opts: RenderOptions) -> list[list[int]]:
+    """Job indexes per pipeline; a group (linked by needs) never crosses pipelines."""
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.group, []).append(i)
+    room_jobs = opts.max_jobs - 1  # the collect job takes one
+    room_bytes = opts.max_bytes - 8192  # header and collect job
+    parts: list[list[int]] = [[]]
+    used = [0, 0]
+    for group, members in groups.items():
+        weight = sum(sizes[i] for i in members)
+        if len(members) > room_jobs or weight > room_bytes:
+            raise InvalidInput(
+                Problem(
+                    "<tasks>",
+                    f"identity {group!r} and the tasks tied to it do not fit in one pipeline",
+                )
+            )
+        if used[0] + len(members) > room_jobs or used[1] + weight > room_bytes:
+            parts.append([])
+            used = [0, 0]
+        parts[-1].extend(members)
+        used = [used[0] + len(members), used[1] + weight]
+    return [sorted(p) for p in parts]
+
+
+def _layout(
+    tasks: Sequence[Task], opts: RenderOptions, width: int, source: Mapping[str, Any] | None
+) -> tuple[list[_Job], list[str], list[list[int]]]:
+    jobs = _job_specs(tasks, opts, width, source)
+    block = _environment().get_template("job.yml.j2")
+    blocks = [block.render(job=job) for job in jobs]
+    return jobs, blocks, _partition(jobs, [len(b.encode()) for b in blocks], opts)
+
+
+def render_child(
+    tasks: Sequence[Task], options: RenderOptions | None = None
+) -> list[RenderedPipeline]:
+    """Render tasks into one child pipeline, or several above the job or size limits.
+
+    Raises InvalidInput when there is no task, an option is wrong, an identity's tasks cannot
+    fit in one pipeline, or the result breaks one of GitLab's rules (see :mod:`ci_schema`).
+    """
+    opts = options or RenderOptions()
+    problems = opts.problems() + ([] if tasks else [Problem("<tasks>", "no task to render")])
+    if problems:
+        raise InvalidInput(problems)
+    width = max(4, len(str(len(tasks) - 1)))
+    env = _environment()
+    source = None
+    if opts.tasks_from_job:  # split, the parts fetch from the index pipeline's job instead
+        split = len(tasks) >= opts.max_jobs
+        source = (
+            INDEX_SOURCE
+            if split
+            else {"pipeline": "$PARENT_PIPELINE_ID", "job": opts.tasks_from_job}
+        )
+    jobs, blocks, parts = _layout(tasks, opts, width, source)
+    if len(parts) > 1 and source and source is not INDEX_SOURCE:  # split by size after all
+        jobs, blocks, parts = _layout(tasks, opts, width, INDEX_SOURCE)
+    pipelines = []
+    for number, part in enumerate(parts, start=1):
+        suffix = f"-{number}" if len(parts) > 1 else ""
+        summary = f"{opts.workdir}/summary{suffix}.json"
+        collect_tags = opts.default_tags or jobs[part[0]].tags
+        text = env.get_template("child.yml.j2").render(
+            blocks=[_Yaml(blocks[i]) for i in part],
+            collect={
+                "name": f"runner-agent-collect{suffix}",
+                "tags": collect_tags,
+                "timeout": COLLECT_TIMEOUT,
+                "script": [
+                    f"{opts.runner_agent_cmd} collect '{opts.workdir}/reports' "
+                    f"--summary '{summary}'"
+                ],
+                "paths": [summary],
+            },
+            retry_when=RETRY_WHEN,
+        )
+        if opts.validate:
+            validate_text(text, f"<pipeline {number}>", max_jobs=opts.max_jobs)
+        files = {f"{opts.workdir}/tasks/{i:0{width}d}.json": _task_file(tasks[i]) for i in part}
+        pipelines.append(RenderedPipeline(text, files, {jobs[i].name: i for i in part}, summary))
+    return pipelines
+
+
+def render_index(
+    child_files: Sequence[str],
+    *,
+    tasks_from_job: str | None = None,
+    tags: Iterable[str] = (),
+    validate: bool = True,
+) -> str:
+    """The pipeline that triggers several child pipelines (paths relative to the project).
+
+    With ``tasks_from_job`` the children come from that job's artifacts in the parent
+    pipeline: the index's fetch job takes them again, one level down, for the parts.
+    """
+    children = [{"name": f"runner-agent-part-{n}", "file": f} for n, f in enumerate(child_files, 1)]
+    fetch = None
+    if tasks_from_job:
+        fetch = {
+            "name": FETCH_JOB,
+            "needs": [{"pipeline": "$PARENT_PIPELINE_ID", "job": tasks_from_job}],
+            "paths": sorted({f.rsplit("/", 1)[0] + "/" for f in child_files if "/" in f}),
+            "variables": {INDEX_ID: "$CI_PIPELINE_ID"},
+        }
+    text = (
+        _environment()
+        .get_template("index.yml.j2")
+        .render(children=children, fetch=fetch, tags=list(tags))
+    )
+    if validate:
+        validate_text(text, "<index pipeline>")
+    return text
