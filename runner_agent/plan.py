@@ -6,24 +6,20 @@ identity, or a dispatch id and checksum) in, the child pipeline and its task fil
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner_agent.errors import InvalidInput, Problem
 from runner_agent.render import RenderOptions, render_child, render_index
-from runner_agent.report import DOTENV_MAX, dotenv
 from runner_agent.tasks import Task, load_tasks, tasks_from_data
 
 if TYPE_CHECKING:
     from runner_agent.agents import AgentRegistry
 
-__all__ = ["PlanInputs", "Written", "outputs_dotenv", "plan", "workdir_for", "write_pipelines"]
+__all__ = ["PlanInputs", "Written", "plan", "workdir_for", "write_pipelines"]
 
-DOTENV_BYTES = 5120  # GitLab refuses a larger dotenv report
-_DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
 
 
 @dataclass(frozen=True)
@@ -174,25 +170,3 @@ def plan(
     else:
         tasks = _identity_tasks(inputs, project_dir, registry)
     return write_pipelines(tasks, file, project_dir=project_dir, options=options)
-
-
-def outputs_dotenv(report: Mapping[str, Any]) -> str:
-    """A GitLab dotenv report of one task: ``RA_<IDENTITY>_STATUS``, then its outputs.
-
-    Keys are ``RA_<IDENTITY>_<KEY>`` upper-cased with every other character as ``_``, so a
-    later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and 5 KB: the
-    status comes first, outputs follow by key; what does not fit (or has a newline) stays in
-    the report JSON only.
-    """
-    prefix = f"RA_{report.get('identity', '')}_"
-    status = _DOTENV_KEY.sub("_", f"{prefix}STATUS").upper()
-    lines = [f"{status}={report.get('status', 'error')}"]
-    seen = {status}
-    for line in dotenv(report.get("outputs") or {}, prefix).splitlines():
-        key = line.split("=", 1)[0]
-        size = sum(len(x.encode()) + 1 for x in lines) + len(line.encode()) + 1
-        if key in seen or len(lines) == DOTENV_MAX or size > DOTENV_BYTES:
-            continue
-        seen.add(key)
-        lines.append(line)
-    return "".join(x + "\n" for x in lines)

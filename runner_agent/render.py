@@ -257,6 +257,7 @@ def _job_specs(
     tasks: Sequence[Task], opts: RenderOptions, width: int, source: Mapping[str, Any] | None
 ) -> list[_Job]:
     latest: dict[str, str] = {}  # identity -> its last job so far
+    reports: dict[str, str] = {}  # job -> its report file
     groups = _groups(tasks)
     jobs = []
     for index, task in enumerate(tasks):
@@ -269,14 +270,15 @@ def _job_specs(
         before = [
             latest[i] for i in dict.fromkeys((task.identity, *task.outputs_from)) if i in latest
         ]
-        needs = ([source] if source else []) + [{"job": b, "artifacts": False} for b in before]
+        # the jobs before it hand over their reports: `run --after` skips this task when one
+        # of them did not succeed, as a local run of the same tasks would
+        needs = ([source] if source else []) + [{"job": b, "artifacts": True} for b in before]
         latest[task.identity] = name
-        ra = opts.runner_agent_cmd
+        after = "".join(f" --after '{reports[b]}'" for b in before)
+        reports[name] = report
         script = (
-            # keep run's exit code, still write the dotenv, then fail the job like run did
-            f"rc=0; {ra} run '{task_path}' --report '{report}' || rc=$?",
-            f"{ra} dotenv '{report}' --file '{env_file}' || true",
-            'exit "$rc"',
+            f"{opts.runner_agent_cmd} run '{task_path}' --report '{report}' "
+            f"--dotenv '{env_file}'{after}",
         )
         jobs.append(
             _Job(
@@ -380,7 +382,7 @@ def render_child(
                 "timeout": COLLECT_TIMEOUT,
                 "script": [
                     f"{opts.runner_agent_cmd} collect '{opts.workdir}/reports' "
-                    f"--summary '{summary}'"
+                    f"--summary '{summary}' --expect {len(part)}"
                 ],
                 "paths": [summary],
             },

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 DOTENV_MAX = 20  # GitLab reads at most 20 variables from a dotenv report
+DOTENV_BYTES = 5120  # and refuses a larger dotenv report
 _DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -241,38 +242,52 @@ def junit(reports: Iterable[Report]) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def dotenv(outputs: Mapping[str, Any], prefix: str = "") -> str:
-    """Outputs as a GitLab dotenv report: keys [A-Za-z0-9_], at most 20, one line each.
+def dotenv(report: Mapping[str, Any]) -> str:
+    """A task's GitLab dotenv report: ``RA_<IDENTITY>_STATUS``, then its outputs.
 
-    Values are JSON-encoded unless they are plain strings without a newline; a value with a
-    newline cannot be carried by dotenv and is left out (it stays in the report JSON).
+    Keys are ``RA_<IDENTITY>_<KEY>`` upper-cased with every other character as ``_``, so a
+    later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and 5 KB: the
+    status comes first, outputs follow by key. Values are JSON unless plain strings; what does
+    not fit, or holds a newline (dotenv cannot carry one), stays in the report JSON only.
     """
-    lines = []
+    prefix = f"RA_{report.get('identity', '')}_"
+    status = _DOTENV_KEY.sub("_", f"{prefix}STATUS").upper()
+    lines = [f"{status}={report.get('status', 'error')}"]
+    size = len(lines[0]) + 1
+    outputs = report.get("outputs") or {}
     for key in sorted(outputs):
         value = outputs[key]
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        if "\n" in text or "\r" in text:
-            continue
         name = _DOTENV_KEY.sub("_", f"{prefix}{key}").upper()
-        lines.append(f"{name}={text}")
-        if len(lines) == DOTENV_MAX:
+        line = f"{name}={text}"
+        if "\n" in text or "\r" in text or any(x.startswith(f"{name}=") for x in lines):
+            continue
+        if len(lines) == DOTENV_MAX or size + len(line.encode()) + 1 > DOTENV_BYTES:
             break
-    return "".join(line + "\n" for line in lines)
+        lines.append(line)
+        size += len(line.encode()) + 1
+    return "".join(x + "\n" for x in lines)
 
 
-def merge_reports(reports: Sequence[Report]) -> dict[str, Any]:
-    """One summary of many reports: the collect job's artifact and ``reports`` output."""
+def merge_reports(reports: Sequence[Report], expected: int | None = None) -> dict[str, Any]:
+    """One summary of many reports: the collect job's artifact and ``reports`` output.
+
+    With ``expected``, reports that never arrived (a killed job writes none) are counted in
+    ``missing`` and make the summary an error.
+    """
     counts: dict[str, int] = {}
     for r in reports:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    missing = max(0, expected - len(reports)) if expected is not None else 0
     worst = next(
         (s for s in (Status.ERROR, Status.FAILED, Status.LOCKED) if counts.get(s.value)),
-        Status.SUCCESS,
+        Status.ERROR if missing else Status.SUCCESS,
     )
     return {
         "status": worst.value,
         "counts": counts,
-        "tasks": len(reports),
+        "missing": missing,
+        "tasks": len(reports) + missing,
         "failed": [
             {
                 "identity": r.identity,

@@ -23,7 +23,15 @@ from runner_agent.report import CommandResult, Report, Status
 from runner_agent.state import State, StateStore
 from runner_agent.tasks import Task
 
-__all__ = ["RunContext", "digest", "effective_version", "resolve_env", "run_task", "run_tasks"]
+__all__ = [
+    "RunContext",
+    "digest",
+    "effective_version",
+    "resolve_env",
+    "run_task",
+    "run_tasks",
+    "skipped_report",
+]
 
 _STATUS = {"successful": Status.SUCCESS, "failed": Status.FAILED}
 
@@ -109,7 +117,9 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
     for task in tasks:
         blocked = broken & {task.identity, *task.outputs_from}
         if blocked:
-            report = _skipped(task, ctx, f"skipped: {', '.join(sorted(blocked))} failed earlier")
+            report = skipped_report(
+                task, ctx, f"skipped: {', '.join(sorted(blocked))} failed earlier"
+            )
         else:
             report = run_task(task, ctx)
         if report.status is not Status.SUCCESS:
@@ -118,7 +128,8 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
     return reports
 
 
-def _skipped(task: Task, ctx: RunContext, why: str) -> Report:
+def skipped_report(task: Task, ctx: RunContext, why: str) -> Report:
+    """The report of a task that was not run, and why."""
     now = ctx.clock().isoformat()
     return Report(
         task.identity,

@@ -12,8 +12,9 @@ import click
 from runner_agent.agents import default_registry
 from runner_agent.cli._common import agents_path_option, output_option, print_json
 from runner_agent.errors import InvalidInput, Problem
-from runner_agent.plan import PlanInputs, Written, outputs_dotenv, plan, write_pipelines
+from runner_agent.plan import PlanInputs, Written, plan, write_pipelines
 from runner_agent.render import RenderOptions, render_child
+from runner_agent.report import dotenv
 from runner_agent.tasks import load_tasks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -268,7 +269,7 @@ def dotenv_cmd(report: Path, file: Path) -> int:
     if not isinstance(data, dict) or "identity" not in data:
         raise InvalidInput(Problem(str(report), "not the report of one task"))
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(outputs_dotenv(data), encoding="utf-8")
+    file.write_text(dotenv(data), encoding="utf-8")
     return 0
 
 

@@ -26,8 +26,16 @@ from runner_agent.errors import (
     InvalidInput,
     Problem,
 )
-from runner_agent.report import Report, Status, junit, load_report, merge_reports, table
-from runner_agent.runtime import RunContext, resolve_env, run_tasks
+from runner_agent.report import (
+    Report,
+    Status,
+    dotenv,
+    junit,
+    load_report,
+    merge_reports,
+    table,
+)
+from runner_agent.runtime import RunContext, resolve_env, run_tasks, skipped_report
 from runner_agent.state import LocalStateStore, default_state_dir
 from runner_agent.tasks import load_tasks
 
@@ -56,6 +64,26 @@ def _write_reports(path: Path, reports: list[Report]) -> None:
     path.with_name(path.name.removesuffix(".json") + ".junit.xml").write_text(junit(reports))
 
 
+def _blocked_by(after: Sequence[Path]) -> str:
+    """Why the tasks must not run: a report they follow is missing or did not succeed."""
+    for path in after:
+        try:
+            status = json.loads(path.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            return f"skipped: {path} is missing (the task before this one left no report)"
+        if status != Status.SUCCESS.value:
+            return f"skipped: the task before this one ended {status} ({path})"
+    return ""
+
+
+def _finish(reports: list[Report], report_path: Path | None, dotenv_path: Path | None) -> None:
+    if report_path:
+        _write_reports(report_path, reports)
+    if dotenv_path:
+        dotenv_path.parent.mkdir(parents=True, exist_ok=True)
+        dotenv_path.write_text(dotenv(reports[0].to_dict()), encoding="utf-8")
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -79,6 +107,20 @@ def _write_reports(path: Path, reports: list[Report]) -> None:
     "tasks) and the JUnit XML beside it (.junit.xml).",
 )
 @click.option(
+    "--dotenv",
+    "dotenv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the task's status and outputs as a GitLab dotenv report "
+    "(RA_<IDENTITY>_STATUS, RA_<IDENTITY>_<KEY>; one task only).",
+)
+@click.option(
+    "--after",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The report of a task this one follows; when it is missing or did not succeed, "
+    "the tasks are reported as skipped and not run (exit 0). Repeatable.",
+)
+@click.option(
     "--command",
     "command",
     metavar="CMD",
@@ -99,6 +141,8 @@ def run(
     local: bool,
     state_dir: Path | None,
     report_path: Path | None,
+    dotenv_path: Path | None,
+    after: tuple[Path, ...],
     command: str | None,
     verbose: bool | None,
     agents_path: tuple[Path, ...],
@@ -124,6 +168,8 @@ def run(
         problems = [p for t in tasks for p in registry.check_task(t)]
         if problems:
             raise InvalidInput(problems)
+    if dotenv_path and len(tasks) != 1:
+        raise InvalidInput(Problem("--dotenv", f"needs one task; the files hold {len(tasks)}"))
     if not local:
         raise InvalidInput(
             Problem(
@@ -132,16 +178,19 @@ def run(
                 "in this version: pass --local (or RUNNER_AGENT_LOCAL=1)",
             )
         )
-    remember_secrets(resolve_env(tasks, os.environ))
     stream = _in_gitlab_job() if verbose is None else verbose
     ctx = RunContext(
         registry=registry,
         store=LocalStateStore(state_dir or default_state_dir()),
         on_output=(lambda line: click.echo(line, err=True)) if stream else None,
     )
-    reports = run_tasks(tasks, ctx)
-    if report_path:
-        _write_reports(report_path, reports)
+    blocked = _blocked_by(after)
+    if blocked:
+        reports = [skipped_report(t, ctx, blocked) for t in tasks]
+    else:
+        remember_secrets(resolve_env(tasks, os.environ))
+        reports = run_tasks(tasks, ctx)
+    _finish(reports, report_path, dotenv_path)
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:
@@ -175,15 +224,24 @@ def _read_reports(paths: Sequence[Path]) -> list[Report]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the merged summary JSON here.",
 )
+@click.option(
+    "--expect",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How many task reports there must be; fewer makes the summary an error "
+    "(a killed job, or a dead runner, leaves none).",
+)
 @output_option
-def collect(paths: tuple[Path, ...], summary_path: Path | None, output: str) -> int:
+def collect(
+    paths: tuple[Path, ...], summary_path: Path | None, expect: int | None, output: str
+) -> int:
     """Merge reports (files, or folders searched for *.json) into one summary.
 
     The last job of a rendered pipeline runs this with `when: always`, so the summary names
     every task's outcome, failures included. Exits like `run`.
     """
     reports = _read_reports(paths)
-    summary = merge_reports(reports)
+    summary = merge_reports(reports, expected=expect)
     if summary_path:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -191,7 +249,9 @@ def collect(paths: tuple[Path, ...], summary_path: Path | None, output: str) -> 
         print_json(summary)
     else:
         click.echo(table(reports), nl=False)
-    return exit_code(reports)
+    if summary["missing"]:
+        click.echo(f"error: {summary['missing']} task report(s) missing", err=True)
+    return exit_code(reports) or (EXIT_FAILED if summary["missing"] else EXIT_OK)
 
 
 COMMANDS = [run, collect]

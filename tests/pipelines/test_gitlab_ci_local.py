@@ -49,6 +49,12 @@ def test_child_pipeline_runs_tasks_in_order_and_collects_a_failure(
             "command": "update",
             "config": {"path": f"{tmp_path}/blocker/x.json", "values": {"a": 1}},
         },
+        {  # follows the failing task of its identity: skipped, as a local run would
+            "identity": "acme/broken",
+            "agent": "kv_file",
+            "command": "uninstall",
+            "config": {"path": f"{tmp_path}/blocker/x.json"},
+        },
     ]
     ci.write({"tasks/set.yml": yaml_text(tasks)})
     _render(ci, "tasks/set.yml")
@@ -59,9 +65,11 @@ def test_child_pipeline_runs_tasks_in_order_and_collects_a_failure(
     log = result.stdout + result.stderr
     assert result.returncode != 0, log  # a task failed, so the pipeline failed
     summary = ci.json(".runner-agent/summary.json")  # the collect job ran all the same
-    assert summary["tasks"] == 4
+    assert summary["tasks"] == 5 and summary["missing"] == 0
     assert [f["identity"] for f in summary["failed"]] == ["acme/broken"]
-    assert summary["counts"]["success"] == 3
+    assert summary["counts"] == {"success": 3, "failed": 1, "skipped": 1}
+    follower = ci.json(".runner-agent/reports/0004.json")
+    assert follower["status"] == "skipped" and "ended failed" in follower["error"]
     # the other tasks changed their endpoints, the same identity in task order, data literal
     assert (out / "web.json").exists() and etcd.get() == {"ttl": "60"}
     assert json.loads((out / "web.json").read_text()) == {"step": "two", "note": NASTY}

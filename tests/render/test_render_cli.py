@@ -12,7 +12,7 @@ import yaml
 
 from runner_agent import ci_schema
 from runner_agent.cli import main
-from runner_agent.plan import outputs_dotenv
+from runner_agent.report import dotenv as outputs_dotenv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

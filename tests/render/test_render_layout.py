@@ -72,14 +72,23 @@ def test_one_job_per_task_then_collect(mixed: list[Task]) -> None:
     assert set(pipeline.task_files) == {f".runner-agent/tasks/000{i}.json" for i in range(4)}
 
 
-def test_script_runs_the_task_file_and_keeps_the_exit_code(mixed: list[Task]) -> None:
+def test_script_runs_the_task_file_and_writes_report_and_dotenv(mixed: list[Task]) -> None:
     (pipeline,) = render_child(mixed)
-    assert _doc(pipeline)["acme/cache:update:1"]["script"] == [
-        "rc=0; runner-agent run '.runner-agent/tasks/0001.json' "
-        "--report '.runner-agent/reports/0001.json' || rc=$?",
-        "runner-agent dotenv '.runner-agent/reports/0001.json' "
-        "--file '.runner-agent/reports/0001.env' || true",
-        'exit "$rc"',
+    doc = _doc(pipeline)
+    assert doc["acme/cache:update:1"]["script"] == [
+        "runner-agent run '.runner-agent/tasks/0001.json' "
+        "--report '.runner-agent/reports/0001.json' --dotenv '.runner-agent/reports/0001.env'"
+    ]
+    # a follower hands its predecessor's report to `run --after`, which skips it on failure
+    assert doc["acme/web:update:2"]["script"] == [
+        "runner-agent run '.runner-agent/tasks/0002.json' "
+        "--report '.runner-agent/reports/0002.json' --dotenv '.runner-agent/reports/0002.env' "
+        "--after '.runner-agent/reports/0000.json'"
+    ]
+    collect = _job(doc, "runner-agent-collect")
+    assert collect["script"] == [
+        "runner-agent collect '.runner-agent/reports' "
+        "--summary '.runner-agent/summary.json' --expect 4"
     ]
 
 
@@ -87,8 +96,8 @@ def test_an_identity_runs_in_order(mixed: list[Task]) -> None:
     (pipeline,) = render_child(mixed)
     doc = _doc(pipeline)
     second = doc["acme/web:update:2"]
-    assert second["needs"] == [{"job": "acme/web:install:0", "artifacts": False}]
-    assert second["when"] == "always"  # runs (and reports) even when the first failed
+    assert second["needs"] == [{"job": "acme/web:install:0", "artifacts": True}]
+    assert second["when"] == "always"  # starts (and reports) even when the first failed
     for name in ("acme/web:install:0", "acme/cache:update:1", "acme/db:digest:3"):
         assert "needs" not in doc[name] and "when" not in doc[name]
 
@@ -100,7 +109,8 @@ def test_collect_job_runs_always_after_every_task(mixed: list[Task]) -> None:
     assert "needs" not in collect  # so it depends on every task job, past the 50-needs cap
     assert collect["tags"] == ["acme-dc1"]
     assert collect["script"] == [
-        "runner-agent collect '.runner-agent/reports' --summary '.runner-agent/summary.json'"
+        "runner-agent collect '.runner-agent/reports' "
+        "--summary '.runner-agent/summary.json' --expect 4"
     ]
     assert collect["artifacts"] == {"when": "always", "paths": [".runner-agent/summary.json"]}
     assert pipeline.summary == ".runner-agent/summary.json"
@@ -209,7 +219,7 @@ def test_a_task_reading_outputs_runs_after_their_producer() -> None:
     ]
     (pipeline,) = render_child(tasks)
     web = _doc(pipeline)["acme/web:update:2"]
-    assert web["needs"] == [{"job": "acme/db:update:0", "artifacts": False}]
+    assert web["needs"] == [{"job": "acme/db:update:0", "artifacts": True}]
     assert web["when"] == "always"
     parts = render_child(tasks, RenderOptions(max_jobs=3))
     assert [sorted(p.jobs.values()) for p in parts] == [[0, 2], [1, 3]]

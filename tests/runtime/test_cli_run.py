@@ -124,3 +124,42 @@ def test_collect_merges_reports_and_names_failures(
     assert [f["identity"] for f in data["failed"]] == ["cli/bad"]
     assert "probe failed with hello" in data["failed"][0]["error"]
     assert "cli/bad" in capsys.readouterr().out
+
+
+def test_after_a_failed_or_missing_report_the_task_is_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    task = write_task(tmp_path / "t.yml", config={"message": "later"})
+    failed = tmp_path / "before.json"
+    failed.write_text(json.dumps({"identity": "cli/probe", "status": "failed"}))
+    report, env = tmp_path / "r.json", tmp_path / "r.env"
+    args = ["--report", str(report), "--dotenv", str(env)]
+    assert run_cli(tmp_path, str(task), "--after", str(failed), *args) == 0
+    data = json.loads(report.read_text())
+    assert data["status"] == "skipped" and "ended failed" in data["error"]
+    assert env.read_text() == "RA_CLI_PROBE_STATUS=skipped\n"
+    assert not (tmp_path / "state" / "cli").exists()  # nothing ran
+    missing = tmp_path / "nowhere.json"
+    assert run_cli(tmp_path, str(task), "--after", str(missing), *args) == 0
+    assert "left no report" in json.loads(report.read_text())["error"]
+
+    failed.write_text(json.dumps({"identity": "cli/probe", "status": "success"}))
+    assert run_cli(tmp_path, str(task), "--after", str(failed), *args) == 0
+    assert env.read_text().splitlines()[:2] == [
+        "RA_CLI_PROBE_STATUS=success",
+        "RA_CLI_PROBE_COUNT=1",
+    ]
+
+
+def test_collect_counts_missing_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "0000.json").write_text(
+        json.dumps({"identity": "a/b", "agent": "probe", "status": "success", "commands": []})
+    )
+    summary = tmp_path / "summary.json"
+    assert main(["collect", str(reports), "--summary", str(summary), "--expect", "1"]) == 0
+    assert main(["collect", str(reports), "--summary", str(summary), "--expect", "3"]) == 1
+    data = json.loads(summary.read_text())
+    assert data["missing"] == 2 and data["tasks"] == 3 and data["status"] == "error"
+    assert "2 task report(s) missing" in capsys.readouterr().err
