@@ -56,18 +56,24 @@ def main() -> None:
     ]
     roles = {"ANSIBLE_ROLES_PATH": str(agent.roles_path)}
     settings = ansible_env(HOSTS)
+    # the same settings without mitogen: what an install without the [fast] extra gets
+    linear = {k: v for k, v in settings.items() if not k.startswith("ANSIBLE_STRATEGY")}
+    linear.update(roles)
     medians = side_by_side(
         {
             "toolkit settings": lambda: timed(playbook, clean_env({**settings, **roles})),
+            "toolkit settings, linear strategy": lambda: timed(playbook, clean_env(linear)),
             "Ansible defaults": lambda: timed(playbook, clean_env(roles)),
         },
         ROUNDS,
     )
     print(f"toolkit settings: {', '.join(f'{k}={v}' for k, v in sorted(settings.items()))}")
     for name, seconds in medians.items():
-        print(f"{name:20s} {seconds:6.2f} s for {HOSTS} hosts (median of {ROUNDS})")
+        print(f"{name:34s} {seconds:6.2f} s for {HOSTS} hosts (median of {ROUNDS})")
     ratio = medians["toolkit settings"] / medians["Ansible defaults"]
     print(f"ratio toolkit / defaults: {ratio:.2f} (target <= 0.6: {verdict(ratio, 0.6)})")
+    plain = medians["toolkit settings, linear strategy"] / medians["Ansible defaults"]
+    print(f"ratio toolkit without mitogen / defaults: {plain:.2f}")
 
 
 if __name__ == "__main__":

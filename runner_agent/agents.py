@@ -94,30 +94,53 @@ def _read_yaml(path: Path) -> Any:
         raise InvalidInput(Problem(str(path), f"cannot read agent metadata: {exc}")) from exc
 
 
+def _mapping(value: Any, where: Path, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            Problem(str(where), f"{field} must be a mapping, not {type(value).__name__}")
+        )
+    return value
+
+
+def _options(spec: dict[str, Any], where: Path, entry: str) -> dict[str, Any]:
+    options = _mapping(spec.get("options"), where, f"argument_specs.{entry}.options")
+    for name, option in options.items():
+        _mapping(option, where, f"argument_specs.{entry}.options.{name}")
+    return options
+
+
 def load_agent(role: Path) -> Agent:
     """Read one role folder as an agent. Raises InvalidInput when its metadata is broken."""
-    meta = _read_yaml(role / "meta" / "runner_agent.yml") or {}
+    meta_file = role / "meta" / "runner_agent.yml"
+    meta = _mapping(_read_yaml(meta_file), meta_file, "the document")
     specs_file = role / "meta" / "argument_specs.yml"
-    specs = (_read_yaml(specs_file) or {}) if specs_file.is_file() else {}
-    entry_points = specs.get("argument_specs", {}) or {}
+    specs = (
+        _mapping(_read_yaml(specs_file), specs_file, "the document") if specs_file.is_file() else {}
+    )
+    entry_points = _mapping(specs.get("argument_specs"), specs_file, "argument_specs")
     commands = {}
     for tasks_file in sorted((role / "tasks").glob("*.yml")):
         name = tasks_file.stem
         if name.startswith("_") or name == "main":
             continue
-        spec = entry_points.get(name, {}) or {}
+        spec = _mapping(entry_points.get(name), specs_file, f"argument_specs.{name}")
         commands[name] = Command(
             name=name,
             description=str(spec.get("short_description", "")),
-            options=spec.get("options", {}) or {},
+            options=_options(spec, specs_file, name),
         )
+    readonly = meta.get("readonly") or []
+    if not isinstance(readonly, list) or not all(isinstance(c, str) for c in readonly):
+        raise InvalidInput(Problem(str(meta_file), "readonly must be a list of command names"))
     return Agent(
         name=role.name,
         path=role,
         version=str(meta.get("version", "0")),
         description=str(meta.get("description", "")),
         commands=commands,
-        readonly=frozenset(meta.get("readonly", ())),
+        readonly=frozenset(readonly),
     )
 
 

@@ -29,6 +29,7 @@ from runner_agent.report import FailedTask, HostStats, TaskResult
 __all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
 
 DRIFT_KEY = "runner_agent_drift"
+_UNIX_PATH_MAX = 107
 _OUTCOMES = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -135,6 +136,34 @@ def playbook_text(agent: str, command: str) -> str:
     return yaml.safe_dump(play, sort_keys=False)
 
 
+def _inventory(inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """The inventory as Ansible reads it: host and group variables unsafe (never templated),
+    and hosts on the local connection using this interpreter, whose Ansible runs them."""
+    out: dict[str, Any] = {}
+    for name, group in inventory.items():
+        if not isinstance(group, Mapping):
+            out[name] = group
+            continue
+        out[name] = dict(group)
+        hosts = group.get("hosts")
+        if isinstance(hosts, Mapping):
+            out[name]["hosts"] = {h: _host(v) for h, v in hosts.items()}
+        if isinstance(group.get("vars"), Mapping):
+            out[name]["vars"] = unsafe(group["vars"])
+        if isinstance(group.get("children"), Mapping):
+            out[name]["children"] = _inventory(group["children"])
+    return out
+
+
+def _host(host_vars: Any) -> Any:
+    if not isinstance(host_vars, Mapping):
+        return host_vars
+    wrapped = unsafe(host_vars)
+    if host_vars.get("ansible_connection") == "local":
+        wrapped.setdefault("ansible_python_interpreter", sys.executable)
+    return wrapped
+
+
 def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
     """Lay out ansible-runner's private data dir. Values go to files, never to argv."""
     (root / "project").mkdir(parents=True)
@@ -142,7 +171,7 @@ def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
     (root / "env").mkdir()
     (root / "tmp").mkdir()
     (root / "project" / "main.yml").write_text(playbook_text(spec.agent, spec.command))
-    (root / "inventory" / "hosts.json").write_text(json.dumps(spec.inventory))
+    (root / "inventory" / "hosts.json").write_text(json.dumps(_inventory(spec.inventory)))
     # ansible-runner passes a dict of extravars on the command line as JSON; a file in
     # env/extravars is passed as "-e @file" instead, so no value reaches argv
     (root / "env" / "extravars").write_text(json.dumps(unsafe(spec.extravars)))
@@ -276,7 +305,11 @@ def run_playbook(
         write_private_dir(spec, root)
         env = ansible_env(spec.forks)
         env["ANSIBLE_ROLES_PATH"] = str(spec.roles_path)
+        # what Ansible leaves in temp goes with the private dir; so does mitogen's socket
+        # (no data in it) when its path fits a unix socket's 107 bytes, else mitogen would hang
         env["ANSIBLE_LOCAL_TEMP"] = str(root / "tmp")
+        if len(str(root / "tmp" / "mitogen_unix_xxxxxxxx.sock").encode()) < _UNIX_PATH_MAX:
+            env["TMPDIR"] = str(root / "tmp")
         # ansible-runner needs ansible-playbook on PATH: ours sits beside this interpreter
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
@@ -292,6 +325,7 @@ def run_playbook(
             terminate_tree(str(root))
             return True
 
+        finished = False
         runner = ansible_runner.run(
             private_data_dir=str(root),
             playbook="main.yml",
@@ -311,6 +345,9 @@ def run_playbook(
         )
         collector.result.status = "timeout" if timed_out else str(runner.status)
         collector.result.rc = runner.rc
+        finished = True
     finally:
+        if not finished:  # interrupted (SIGTERM, Ctrl-C): leave no Ansible process running
+            terminate_tree(str(root), grace=2.0)
         shutil.rmtree(root, ignore_errors=True)
     return collector.result

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["PlanInputs", "Written", "plan", "workdir_for", "write_pipelines"]
 
 
-
 @dataclass(frozen=True)
 class Written:
     """What was written: the entry pipeline (the one to include or trigger) and every file."""

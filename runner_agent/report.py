@@ -199,7 +199,12 @@ def load_report(data: Mapping[str, Any]) -> Report:
 
 
 def junit(reports: Iterable[Report]) -> str:
-    """JUnit XML: a suite per task command, a case per Ansible task and host."""
+    """JUnit XML: a suite per task command, a case per Ansible task and host.
+
+    A task that ran no command (skipped, locked, an unresolved output) is a suite of one case
+    saying why, and a command that ended in error (a timeout) adds a failing case, so GitLab's
+    test report shows every task.
+    """
     root = ET.Element("testsuites", name="runner-agent")
     for report in reports:
         for command in report.commands:
@@ -210,36 +215,58 @@ def junit(reports: Iterable[Report]) -> str:
                 timestamp=command.started,
                 time=f"{command.duration:.3f}",
             )
-            counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
             for r in command.results:
-                counts["tests"] += 1
-                case = ET.SubElement(
+                _case(
                     suite,
-                    "testcase",
-                    classname=f"{report.identity}.{command.command}.{r.host}",
-                    name=r.task or "(unnamed task)",
-                    time=f"{r.duration:.3f}",
+                    f"{report.identity}.{command.command}.{r.host}",
+                    r.task or "(unnamed task)",
+                    r.duration,
+                    r.outcome,
+                    r.message,
                 )
-                if r.outcome == "failed":
-                    counts["failures"] += 1
-                    ET.SubElement(case, "failure", message=r.message[:500]).text = r.message
-                elif r.outcome == "unreachable":
-                    counts["errors"] += 1
-                    ET.SubElement(case, "error", message=r.message[:500]).text = r.message
-                elif r.outcome == "skipped":
-                    counts["skipped"] += 1
-                    ET.SubElement(case, "skipped")
-            if command.error and not command.results:
-                counts["tests"] += 1
-                counts["errors"] += 1
-                case = ET.SubElement(
-                    suite, "testcase", classname=report.identity, name=command.command
+            if command.error:
+                _case(
+                    suite,
+                    report.identity,
+                    command.command,
+                    command.duration,
+                    "error",
+                    command.error,
                 )
-                ET.SubElement(case, "error", message=command.error[:500]).text = command.error
-            for k, v in counts.items():
-                suite.set(k, str(v))
+        if not report.commands:
+            suite = ET.SubElement(
+                root,
+                "testsuite",
+                name=report.identity,
+                timestamp=report.started,
+                time=f"{report.duration:.3f}",
+            )
+            outcome = (
+                "skipped"
+                if report.status is Status.SKIPPED
+                else ("ok" if report.status is Status.SUCCESS else "error")
+            )
+            _case(
+                suite, report.identity, report.status.value, report.duration, outcome, report.error
+            )
+    for suite in root:
+        cases = list(suite)
+        suite.set("tests", str(len(cases)))
+        for kind, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
+            suite.set(kind, str(sum(1 for c in cases if c.find(tag) is not None)))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _case(
+    suite: ET.Element, classname: str, name: str, duration: float, outcome: str, message: str
+) -> None:
+    case = ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{duration:.3f}")
+    tag = {"failed": "failure", "unreachable": "error", "error": "error", "skipped": "skipped"}.get(
+        outcome
+    )
+    if tag:
+        ET.SubElement(case, tag, message=message[:500]).text = message or None
 
 
 def dotenv(report: Mapping[str, Any]) -> str:
@@ -341,6 +368,8 @@ def table(reports: Sequence[Report]) -> str:
             if c.error:
                 lines.append(f"  {r.identity} {c.command}: {c.error}")
             for host, items in c.drift.items():
+                if not items:
+                    continue
                 keys = ", ".join(f"{i['key']} ({i['change']})" for i in items)
                 lines.append(f"  {r.identity} drift on {host}: {keys}")
     return "\n".join(lines) + "\n"

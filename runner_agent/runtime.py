@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,10 @@ class RunContext:
     clock: Callable[[], datetime] = _now
     on_output: Callable[[str], None] | None = None
     redactor: Redactor = field(default_factory=Redactor)
+
+
+class _Unresolved(Exception):
+    """A placeholder of the task could not be resolved."""
 
 
 def effective_version(task: Task, agent: Agent) -> str:
@@ -166,19 +171,27 @@ def run_task(task: Task, ctx: RunContext) -> Report:
         **_links(ctx),
     )
     first = task.command or "update"
+    # a read-only command (an agent's `readonly`, such as cycle) runs beside others and
+    # takes the lock only to record its result; every other command holds it throughout
+    exclusive = agent.takes_lock(first)
     try:
-        with ctx.store.lock(task.identity, first):
+        with ctx.store.lock(task.identity, first) if exclusive else nullcontext():
             state = ctx.store.read(task.identity)
             try:
                 config = resolve(task.config, _lookup(task, ctx))
-            except (LookupError, ValueError) as exc:
-                report.status, report.error = Status.ERROR, str(exc)
-            else:
-                _run_commands(task, agent, digest(task, agent, state), config, report, ctx)
-                if report.status is Status.SUCCESS:
-                    ctx.store.write(_next_state(task, agent, state, report, ctx))
+            except (LookupError, ValueError) as exc:  # an output to read is missing
+                raise _Unresolved(str(exc)) from exc
+            _run_commands(task, agent, digest(task, agent, state), config, report, ctx)
+            if report.status is Status.SUCCESS and exclusive:
+                ctx.store.write(_next_state(task, agent, state, report, ctx))
+        if report.status is Status.SUCCESS and not exclusive:
+            with ctx.store.lock(task.identity, first, wait=True):
+                state = ctx.store.read(task.identity)
+                ctx.store.write(_next_state(task, agent, state, report, ctx))
     except LockedError as exc:
         report.status, report.error = Status.LOCKED, str(exc)
+    except (_Unresolved, InvalidInput) as exc:  # a missing output, an unreadable state
+        report.status, report.error = Status.ERROR, str(exc)
     finished = ctx.clock()
     report.finished = finished.isoformat()
     report.duration = round((finished - started).total_seconds(), 3)
@@ -217,7 +230,7 @@ def _run_command(
         "runner_agent_identity": task.identity,
         "runner_agent_command": command,
         "runner_agent_version": effective_version(task, agent),
-        "runner_agent_no_log": bool(ctx.redactor),
+        "runner_agent_no_log": bool(task.secret_env_names()),
     }
     hosts = task.inventory()
     spec = PlaybookSpec(

@@ -60,7 +60,9 @@ class StateStore(ABC):
     def write(self, state: State) -> None: ...
 
     @contextlib.contextmanager
-    def lock(self, identity: str, command: str) -> Iterator[None]:
+    def lock(self, identity: str, command: str, wait: bool = False) -> Iterator[None]:
+        """Hold the identity for ``command``; raises LockedError when another run holds it,
+        or, with ``wait``, waits for it to be free."""
         yield
 
 
@@ -104,12 +106,12 @@ class LocalStateStore(StateStore):
             raise
 
     @contextlib.contextmanager
-    def lock(self, identity: str, command: str) -> Iterator[None]:
+    def lock(self, identity: str, command: str, wait: bool = False) -> Iterator[None]:
         path = self._path(identity, ".lock")
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(path, "a+", encoding="utf-8") as fh:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 fh.seek(0)
                 holder = fh.read().strip() or "another run"

@@ -39,6 +39,27 @@ MAX_DEPTH = 64  # nesting inside one task; deeper input would exhaust stacks dow
 DEFAULT_TIMEOUT = 3600
 MAX_TIMEOUT = 7 * 24 * 3600
 LOCAL_HOST = "localhost"
+# config keys become extra vars: none may set a connection, a magic or a toolkit variable
+RESERVED_PREFIXES = ("ansible_", "runner_agent_")
+RESERVED_NAMES = frozenset(
+    {
+        "environment",
+        "group_names",
+        "groups",
+        "hostvars",
+        "inventory_dir",
+        "inventory_file",
+        "inventory_hostname",
+        "inventory_hostname_short",
+        "omit",
+        "play_hosts",
+        "playbook_dir",
+        "role_name",
+        "role_names",
+        "role_path",
+        "vars",
+    }
+)
 
 _DURATION = re.compile(r"^([1-9][0-9]*)(s|m|h)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -81,19 +102,32 @@ class Task:
         return out
 
     def inventory(self) -> dict[str, Any]:
-        """The Ansible inventory for the task's hosts."""
+        """The Ansible inventory for the task's hosts; ``localhost`` is on the local connection
+        unless the inventory mapping names another."""
         if isinstance(self.hosts, Mapping):
-            return _plain(self.hosts)  # type: ignore[no-any-return]
-        hosts: dict[str, Any] = {}
-        for name in self.hosts:
-            hosts[name] = {"ansible_connection": "local"} if name == LOCAL_HOST else {}
-        if LOCAL_HOST in hosts:
-            # the local connection must use the interpreter that runs the toolkit's Ansible
-            hosts[LOCAL_HOST]["ansible_python_interpreter"] = "{{ ansible_playbook_python }}"
-        return {"all": {"hosts": hosts}}
+            inventory: dict[str, Any] = _plain(self.hosts)
+        else:
+            inventory = {"all": {"hosts": {name: {} for name in self.hosts}}}
+        for group in _groups(inventory):
+            hosts = group.get("hosts")
+            if isinstance(hosts, dict) and LOCAL_HOST in hosts:
+                local = hosts[LOCAL_HOST] if isinstance(hosts[LOCAL_HOST], dict) else {}
+                local.setdefault("ansible_connection", "local")
+                hosts[LOCAL_HOST] = local
+        return inventory
 
     def secret_env_names(self) -> list[str]:
         return sorted({p.name for _, p in _placeholders(self.config) if p.kind == "env"})
+
+
+def _groups(inventory: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every group of a YAML inventory mapping, children included."""
+    for group in inventory.values():
+        if isinstance(group, dict):
+            yield group
+            children = group.get("children")
+            if isinstance(children, Mapping):
+                yield from _groups(children)
 
 
 def _plain(value: Any) -> Any:
@@ -327,6 +361,13 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
         )
     if task.identity in task.outputs_from:
         add("a task cannot read its own outputs", "outputs_from")
+    for key in task.config:
+        if str(key).startswith(RESERVED_PREFIXES) or key in RESERVED_NAMES:
+            add(
+                "a reserved name: Ansible's and runner-agent's own variables cannot be "
+                "set from a config",
+                f"config.{key}",
+            )
     for path, found in find_placeholders(task.config):
         fld = f"config.{path}"
         if isinstance(found, str):

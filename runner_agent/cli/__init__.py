@@ -7,16 +7,20 @@ place where an exception becomes an exit code.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import click
 
 from runner_agent import __version__
 from runner_agent.cli import _common
-from runner_agent.errors import EXIT_FAILED, InvalidInput, RunnerAgentError
+from runner_agent.errors import InvalidInput, RunnerAgentError
 
-__all__ = ["cli", "main"]
+__all__ = ["EXIT_INTERRUPTED", "cli", "main"]
+
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by a signal
 
 EPILOG = """\b
 Exit codes: 0 success, 1 a task failed, 2 invalid input, 3 locked,
@@ -69,11 +73,13 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and exit with) the exit code."""
+    previous = _on_sigterm_interrupt()
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        code = EXIT_FAILED
+        # Ctrl-C, or SIGTERM (GitLab cancelling the job): the run cleaned up on its way out
+        click.echo("interrupted: no state was written for the task that was running", err=True)
+        code = EXIT_INTERRUPTED
     except click.ClickException as exc:  # usage errors are invalid input
         exc.show()
         code = 2
@@ -85,6 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.exit_code
     else:
         code = rv if isinstance(rv, int) else 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm_interrupt() -> signal.Handlers | Callable[..., object] | int | None:
+    """Make SIGTERM unwind like Ctrl-C, so temporary folders and Ansible processes are cleaned
+    up; returns the handler to restore (None off the main thread, where none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)

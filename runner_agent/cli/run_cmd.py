@@ -199,15 +199,20 @@ def run(
 
 
 def _read_reports(paths: Sequence[Path]) -> list[Report]:
-    files: list[Path] = []
+    """Reports from files (a summary's reports too) and folders (task reports only, so a
+    summary kept beside them is not counted twice)."""
+    files: list[tuple[Path, bool]] = []
     for p in paths:
-        files.extend(sorted(p.rglob("*.json")) if p.is_dir() else [p])
+        named = [(p, True)] if not p.is_dir() else []
+        files.extend(named or [(f, False) for f in sorted(p.rglob("*.json"))])
     reports: list[Report] = []
-    for f in files:
+    for f, named in files:
         try:
             data: Any = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
+        if isinstance(data, dict) and "reports" in data and not named:
+            continue
         items = data.get("reports", [data]) if isinstance(data, dict) else []
         try:
             reports.extend(load_report(item) for item in items)
