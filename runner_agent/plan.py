@@ -6,6 +6,7 @@ identity, or a dispatch id and checksum) in, the child pipeline and its task fil
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -83,6 +84,7 @@ def write_pipelines(
             tasks_from_job=opts.tasks_from_job,
             tags=opts.default_tags,
             validate=opts.validate,
+            variables=opts.variables,
         )
     for name, data in out.items():
         path = root / name
@@ -159,12 +161,15 @@ def plan(
             Problem("inputs", "give exactly one of dispatch_id, task_file, identity (+ agent)")
         )
     if inputs.dispatch_id:
-        # The hook for dispatched runs: fetch the bundle (CI_JOB_TOKEN, generic package
-        # registry), verify inputs.checksum, then render as below. Not in this version.
-        raise InvalidInput(
-            Problem("inputs.dispatch_id", "dispatched bundles are not supported by this version")
+        # imported here: only dispatched runs need the GitLab client
+        from runner_agent.bundle import fetch_bundle_tasks
+
+        tasks = fetch_bundle_tasks(
+            inputs.dispatch_id, inputs.checksum, environ=os.environ, registry=registry
         )
-    if inputs.task_file:
+        variables = {**options.variables, "RA_DISPATCH_ID": inputs.dispatch_id}
+        options = replace(options, variables=variables)
+    elif inputs.task_file:
         tasks = load_tasks([_inside(project_dir, inputs.task_file, "inputs.task_file")], registry)
     else:
         tasks = _identity_tasks(inputs, project_dir, registry)

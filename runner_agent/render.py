@@ -87,6 +87,7 @@ _ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]')
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._/:-]+")
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9._/ -]+")  # GitLab also allows $ { }, which it expands
 _PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9._-]*(?:/[A-Za-z0-9_.][A-Za-z0-9._-]*)*")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMAND = re.compile(r"[A-Za-z0-9_./=-]+(?: [A-Za-z0-9_./=-]+)*")
 
 
@@ -197,9 +198,13 @@ class RenderOptions:
     tasks_from_job: str | None = None
     default_tags: tuple[str, ...] = ()
     validate: bool = True
+    variables: Mapping[str, str] = field(default_factory=dict)  # global variables of every pipeline
 
     def problems(self) -> list[Problem]:
         found = []
+        for key in self.variables:
+            if not _VARIABLE.fullmatch(key):
+                found.append(Problem("variables", f"{key!r} is not a CI variable name"))
         if self.max_jobs < 2:
             found.append(Problem("--max-jobs", "at least 2: a task job and the collect job"))
         if not _PATH.fullmatch(self.workdir) or {".", ".."} & set(self.workdir.split("/")):
@@ -387,6 +392,7 @@ def render_child(
                 "paths": [summary],
             },
             retry_when=RETRY_WHEN,
+            variables=dict(opts.variables),
         )
         if opts.validate:
             validate_text(text, f"<pipeline {number}>", max_jobs=opts.max_jobs)
@@ -401,6 +407,7 @@ def render_index(
     tasks_from_job: str | None = None,
     tags: Iterable[str] = (),
     validate: bool = True,
+    variables: Mapping[str, str] | None = None,
 ) -> str:
     """The pipeline that triggers several child pipelines (paths relative to the project).
 
@@ -419,7 +426,7 @@ def render_index(
     text = (
         _environment()
         .get_template("index.yml.j2")
-        .render(children=children, fetch=fetch, tags=list(tags))
+        .render(children=children, fetch=fetch, tags=list(tags), variables=dict(variables or {}))
     )
     if validate:
         validate_text(text, "<index pipeline>")

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner_agent.agents import Agent, AgentRegistry
 from runner_agent.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
-from runner_agent.errors import InvalidInput, LockedError, Problem
+from runner_agent.errors import GitLabError, InvalidInput, LockedError, Problem
 from runner_agent.placeholders import Placeholder, find_placeholders, resolve
 from runner_agent.redact import Redactor
 from runner_agent.report import CommandResult, Report, Status
@@ -192,6 +192,8 @@ def run_task(task: Task, ctx: RunContext) -> Report:
         report.status, report.error = Status.LOCKED, str(exc)
     except (_Unresolved, InvalidInput) as exc:  # a missing output, an unreadable state
         report.status, report.error = Status.ERROR, str(exc)
+    except GitLabError as exc:  # in a GitLab job the state store is the package registry
+        report.status, report.error = Status.ERROR, f"state store: {exc}"
     finished = ctx.clock()
     report.finished = finished.isoformat()
     report.duration = round((finished - started).total_seconds(), 3)

@@ -42,6 +42,14 @@ COMMANDS = {
     "render": "runner_agent.cli.render_cmd:render",
     "plan": "runner_agent.cli.render_cmd:plan_cmd",
     "dotenv": "runner_agent.cli.render_cmd:dotenv_cmd",
+    "dispatch": "runner_agent.cli.dispatch_cmd:dispatch",
+    "status": "runner_agent.cli.dispatch_cmd:status",
+    "wait": "runner_agent.cli.dispatch_cmd:wait",
+    "reports": "runner_agent.cli.dispatch_cmd:reports",
+    "cancel": "runner_agent.cli.dispatch_cmd:cancel",
+    "schedule": "runner_agent.cli.schedule_cmd:schedule",
+    "state": "runner_agent.cli.schedule_cmd:state",
+    "summarize": "runner_agent.cli.dispatch_cmd:summarize_cmd",
 }
 
 

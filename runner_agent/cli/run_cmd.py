@@ -36,7 +36,7 @@ from runner_agent.report import (
     table,
 )
 from runner_agent.runtime import RunContext, resolve_env, run_tasks, skipped_report
-from runner_agent.state import LocalStateStore, default_state_dir
+from runner_agent.state import LocalStateStore, StateStore, default_state_dir
 from runner_agent.tasks import load_tasks
 
 
@@ -53,6 +53,21 @@ def exit_code(reports: Sequence[Report]) -> int:
 
 def _in_gitlab_job() -> bool:
     return os.environ.get("GITLAB_CI") == "true"
+
+
+def _job() -> Any:
+    """The GitLab job's context (job token, project, dispatch), or None outside a job.
+    Imported here: local runs do not load the GitLab client."""
+    from runner_agent.bundle import job_context
+
+    job = job_context(os.environ)
+    if job is not None:
+        remember_secrets(list(job.api.secrets))
+    return job
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _write_reports(path: Path, reports: list[Report]) -> None:
@@ -170,18 +185,25 @@ def run(
             raise InvalidInput(problems)
     if dotenv_path and len(tasks) != 1:
         raise InvalidInput(Problem("--dotenv", f"needs one task; the files hold {len(tasks)}"))
-    if not local:
+    job = None if local else _job()
+    if not local and job is None:
         raise InvalidInput(
             Problem(
                 "--local",
-                "runs that report to GitLab are not available "
-                "in this version: pass --local (or RUNNER_AGENT_LOCAL=1)",
+                "outside a GitLab job (GITLAB_CI=true with CI_JOB_TOKEN) pass --local "
+                "(or RUNNER_AGENT_LOCAL=1)",
             )
         )
+    if job is not None:
+        from runner_agent.state_gitlab import GitLabStateStore
+
+        store: StateStore = GitLabStateStore(job.api)
+    else:
+        store = LocalStateStore(state_dir or default_state_dir())
     stream = _in_gitlab_job() if verbose is None else verbose
     ctx = RunContext(
         registry=registry,
-        store=LocalStateStore(state_dir or default_state_dir()),
+        store=store,
         on_output=(lambda line: click.echo(line, err=True)) if stream else None,
     )
     blocked = _blocked_by(after)
@@ -191,6 +213,10 @@ def run(
         remember_secrets(resolve_env(tasks, os.environ))
         reports = run_tasks(tasks, ctx)
     _finish(reports, report_path, dotenv_path)
+    if job is not None:
+        from runner_agent.bundle import publish_reports
+
+        publish_reports([r.to_dict() for r in reports], job, _warn)  # warns, never fails
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:
@@ -203,8 +229,8 @@ def _read_reports(paths: Sequence[Path]) -> list[Report]:
     summary kept beside them is not counted twice)."""
     files: list[tuple[Path, bool]] = []
     for p in paths:
-        named = [(p, True)] if not p.is_dir() else []
-        files.extend(named or [(f, False) for f in sorted(p.rglob("*.json"))])
+        found = [(f, False) for f in sorted(p.rglob("*.json"))] if p.is_dir() else [(p, True)]
+        files.extend(found)
     reports: list[Report] = []
     for f, named in files:
         try:
@@ -250,6 +276,11 @@ def collect(
     if summary_path:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        job = _job() if _in_gitlab_job() else None
+        if job is not None:
+            from runner_agent.bundle import publish_summary
+
+            publish_summary(summary_path.name, summary, job, _warn)  # warns, never fails
     if output == "json":
         print_json(summary)
     else:

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from runner_agent.ansible_exec import unsafe  # the runtime's own marking, not a copy
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 ROLES = ROOT / "ansible" / "roles"
@@ -44,22 +46,6 @@ def load_library(role: str, module: str) -> ModuleType:
     finally:
         sys.dont_write_bytecode = keep
     return loaded
-
-
-def unsafe(value: Any) -> Any:
-    """``value`` with every string wrapped as Ansible's JSON loader reads an unsafe string.
-
-    YAML's ``!unsafe`` tag is not used: ansible-core 2.19 re-resolves a tagged *quoted*
-    scalar as if it were plain, so ``!unsafe "0640"`` arrives as the int 416 and
-    ``!unsafe "true"`` as a bool. ``{"__ansible_unsafe": "..."}`` keeps strings intact.
-    """
-    if isinstance(value, str):
-        return {"__ansible_unsafe": value}
-    if isinstance(value, dict):
-        return {str(k): unsafe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [unsafe(v) for v in value]
-    return value
 
 
 @dataclass

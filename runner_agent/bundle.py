@@ -1,0 +1,294 @@
+"""The dispatch package: one generic package version per dispatch holds its bundle and reports.
+
+``runner-agent-dispatch/<dispatch_id>/``:
+
+- ``bundle.json``: the tasks, uploaded by the dispatcher before the pipeline exists. Secrets stay
+  ``${env:NAME}`` placeholders; the jobs resolve them from masked CI variables.
+- ``report-<CI_JOB_ID>.json``: each task job's report.
+- ``summary.json``: every report merged, what ``reports(handle)`` reads in one request;
+  ``summary-<k>.json`` per child pipeline when a dispatch was split (see :func:`summarize`).
+
+One package per dispatch (not one for bundles and one for reports) because the bundle upload
+creates the package before any job runs: GitLab answers 500 to concurrent uploads that race to
+create a new package version, and every task job of a dispatch uploads at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from runner_agent.errors import GitLabError, InvalidInput, Problem
+from runner_agent.gitlab_api import GitLabAPI, NotFound, connect
+from runner_agent.report import Report, Status, load_report, merge_reports
+from runner_agent.tasks import Task, tasks_from_data
+
+if TYPE_CHECKING:
+    from runner_agent.agents import AgentRegistry
+
+__all__ = [
+    "API_VERSION",
+    "BUNDLE_FILE",
+    "DISPATCH_PACKAGE",
+    "SUMMARY_FILE",
+    "Bundle",
+    "JobContext",
+    "build_bundle",
+    "dump",
+    "fetch_bundle_tasks",
+    "job_context",
+    "parse_bundle",
+    "publish_reports",
+    "publish_summary",
+    "read_summary",
+    "signature",
+    "summarize",
+]
+
+API_VERSION = "runner-agent/v1"
+DISPATCH_PACKAGE = "runner-agent-dispatch"
+BUNDLE_FILE = "bundle.json"
+SUMMARY_FILE = "summary.json"
+# what the agent project's spec:inputs accept, and a valid generic package version
+DISPATCH_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
+_PART = re.compile(r"^summary(-[0-9]{1,4})?\.json$")
+
+Warn = Callable[[str], None]
+
+
+def dump(data: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, compact, UTF-8): what runner_agent stores."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def checksum(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def signature(tasks: Sequence[Task], ref: str) -> str:
+    """What makes two dispatches identical: the same tasks, in order, on the same ref."""
+    return hashlib.sha256(dump({"ref": ref, "tasks": [t.to_dict() for t in tasks]})).hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A dispatch's tasks as uploaded: ``data`` is exactly the bytes ``checksum`` covers."""
+
+    dispatch_id: str
+    ref: str
+    signature: str
+    identities: tuple[str, ...]
+    commands: Mapping[str, tuple[str, ...]]  # identity -> its tasks' commands ("" = digest)
+    tasks: int
+    data: bytes
+    checksum: str
+
+
+def build_bundle(tasks: Sequence[Task], *, ref: str, now: datetime | None = None) -> Bundle:
+    """The bundle of validated tasks, with a new dispatch id (time, signature, randomness)."""
+    created = now or datetime.now(UTC)
+    sig = signature(tasks, ref)
+    dispatch_id = f"{created:%Y%m%dt%H%M%S}-{sig[:10]}-{secrets.token_hex(3)}"
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "Bundle",
+        "dispatch_id": dispatch_id,
+        "created": created.isoformat(),
+        "ref": ref,
+        "signature": sig,
+        "tasks": [t.to_dict() for t in tasks],
+    }
+    data = dump(document)
+    commands: dict[str, list[str]] = {}
+    for t in tasks:
+        commands.setdefault(t.identity, []).append(t.command or "")
+    return Bundle(
+        dispatch_id=dispatch_id,
+        ref=ref,
+        signature=sig,
+        identities=tuple(sorted(commands)),
+        commands={k: tuple(v) for k, v in commands.items()},
+        tasks=len(tasks),
+        data=data,
+        checksum=checksum(data),
+    )
+
+
+def check_ids(dispatch_id: str, expected: str | None = None) -> None:
+    """Raises InvalidInput unless the dispatch id (and checksum) have the published shapes."""
+    problems = []
+    if not DISPATCH_ID.fullmatch(dispatch_id):
+        problems.append(Problem("dispatch_id", f"{dispatch_id!r} is not a dispatch id"))
+    if expected is not None and not CHECKSUM.fullmatch(expected):
+        problems.append(Problem("checksum", "expected sha256: and 64 lower-case hex digits"))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def parse_bundle(
+    data: bytes, dispatch_id: str, expected: str, registry: AgentRegistry | None = None
+) -> list[Task]:
+    """The tasks of a downloaded bundle, after its checksum, version and id are verified.
+
+    Raises InvalidInput when the checksum differs (nothing runs), the document is not a
+    bundle of this dispatch, or a task is invalid for the agents installed here.
+    """
+    check_ids(dispatch_id, expected)
+    source = f"bundle {dispatch_id}"
+    if not hmac.compare_digest(checksum(data), expected):
+        raise InvalidInput(Problem(source, "checksum mismatch: the bundle was altered; refused"))
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise InvalidInput(Problem(source, f"not JSON: {exc}")) from exc
+    if not isinstance(document, dict) or document.get("apiVersion") != API_VERSION:
+        raise InvalidInput(Problem(source, f"not a {API_VERSION} bundle", field="apiVersion"))
+    if document.get("dispatch_id") != dispatch_id:
+        raise InvalidInput(Problem(source, "belongs to another dispatch", field="dispatch_id"))
+    return tasks_from_data(document.get("tasks") or [], source, registry)
+
+
+# --- the job side ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """A GitLab job's view of its dispatch: the API (job token) and the dispatch it serves."""
+
+    api: GitLabAPI
+    dispatch_id: str | None
+    job_id: str
+
+
+def job_context(environ: Mapping[str, str], api: GitLabAPI | None = None) -> JobContext | None:
+    """The job's context when running inside a GitLab job with a job token, else None.
+
+    ``RA_DISPATCH_ID`` names the dispatch (the agent project's pipeline passes it down); a
+    job of a manual run has none and uploads nothing but state.
+    """
+    if environ.get("GITLAB_CI") != "true" or not environ.get("CI_JOB_TOKEN"):
+        return None
+    dispatch_id = environ.get("RA_DISPATCH_ID") or None
+    if dispatch_id is not None:
+        check_ids(dispatch_id)
+    return JobContext(
+        api=api or connect(environ, project=environ.get("CI_PROJECT_ID")),
+        dispatch_id=dispatch_id,
+        job_id=environ.get("CI_JOB_ID", "0"),
+    )
+
+
+def fetch_bundle_tasks(
+    dispatch_id: str,
+    expected: str,
+    *,
+    environ: Mapping[str, str],
+    registry: AgentRegistry | None = None,
+    api: GitLabAPI | None = None,
+) -> list[Task]:
+    """The plan job's first step: download the dispatch's bundle with the job token, verify it,
+    validate its tasks. Raises InvalidInput (bad ids, checksum, tasks) or GitLabError."""
+    check_ids(dispatch_id, expected)
+    client = api or connect(environ, project=environ.get("CI_PROJECT_ID"))
+    try:
+        data = client.get_package_file(DISPATCH_PACKAGE, dispatch_id, BUNDLE_FILE)
+    except NotFound as exc:
+        raise InvalidInput(Problem(f"bundle {dispatch_id}", "not in the package registry")) from exc
+    return parse_bundle(data, dispatch_id, expected, registry)
+
+
+def _upload(ctx: JobContext, file_name: str, data: bytes, what: str, warn: Warn) -> bool:
+    if ctx.dispatch_id is None:
+        return False
+    try:
+        ctx.api.put_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, file_name, data)
+    except GitLabError as exc:
+        warn(
+            f"warning: could not upload the {what} to the package registry ({exc}); "
+            "it stays in this job's artifacts"
+        )
+        return False
+    return True
+
+
+def publish_reports(reports: Sequence[Mapping[str, Any]], ctx: JobContext, warn: Warn) -> bool:
+    """Upload a task job's report(s): ``report-<job id>.json``, or ``report-<job id>-<n>.json``
+    when the job ran several tasks. Never raises: a failed upload is said through ``warn``
+    (the job's artifacts keep the reports); returns whether every upload succeeded."""
+    if len(reports) == 1:
+        return _upload(ctx, f"report-{ctx.job_id}.json", dump(reports[0]), "report", warn)
+    done = [
+        _upload(ctx, f"report-{ctx.job_id}-{n}.json", dump(r), "report", warn)
+        for n, r in enumerate(reports)
+    ]
+    return all(done)
+
+
+def publish_summary(
+    file_name: str, summary: Mapping[str, Any], ctx: JobContext, warn: Warn
+) -> bool:
+    """Upload a collect job's summary under its own file name (``summary.json`` or
+    ``summary-<k>.json`` for part k of a split dispatch). Never raises; see publish_reports."""
+    name = PurePosixPath(file_name).name
+    if not _PART.fullmatch(name):
+        warn(f"warning: {name!r} is not a summary file name; not uploaded")
+        return False
+    return _upload(ctx, name, dump(summary), "summary", warn)
+
+
+def read_summary(api: GitLabAPI, dispatch_id: str, file_name: str = SUMMARY_FILE) -> dict[str, Any]:
+    """A summary from the registry. Raises NotFound, or GitLabError when it is not a summary."""
+    data = api.get_package_file(DISPATCH_PACKAGE, dispatch_id, file_name)
+    try:
+        summary = json.loads(data)
+    except ValueError as exc:
+        raise GitLabError(f"{file_name} of dispatch {dispatch_id} is not JSON") from exc
+    if not isinstance(summary, dict) or not isinstance(summary.get("reports"), list):
+        raise GitLabError(f"{file_name} of dispatch {dispatch_id} is not a summary")
+    return summary
+
+
+def summarize(ctx: JobContext, max_parts: int = 1000) -> dict[str, Any]:
+    """The parent pipeline's last job: merge the parts' summaries into ``summary.json``.
+
+    Reads the bundle (how many tasks to expect), then ``summary.json`` or ``summary-1.json``,
+    ``summary-2.json``... until every task is accounted for; a task whose report never arrived
+    is reported as an error. Uploads and returns the merged summary. Raises GitLabError when
+    the registry cannot be read, InvalidInput without a dispatch id.
+    """
+    if ctx.dispatch_id is None:
+        raise InvalidInput(Problem("RA_DISPATCH_ID", "not set: this job serves no dispatch"))
+    bundle = json.loads(ctx.api.get_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, BUNDLE_FILE))
+    expected = [t["identity"] for t in bundle.get("tasks", [])]
+    reports: list[Report] = []
+    names = [SUMMARY_FILE] + [f"summary-{k}.json" for k in range(1, max_parts + 1)]
+    for name in names:
+        try:
+            part = read_summary(ctx.api, ctx.dispatch_id, name)
+        except NotFound:
+            if name == SUMMARY_FILE:
+                continue
+            break
+        reports.extend(load_report(r) for r in part["reports"])
+        if len(reports) >= len(expected):
+            break
+    missing = list(expected)
+    for r in reports:
+        if r.identity in missing:
+            missing.remove(r.identity)
+    for identity in missing:
+        reports.append(
+            Report(identity, "", None, Status.ERROR, error="no report arrived from its job")
+        )
+    summary = merge_reports(reports)
+    ctx.api.put_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, SUMMARY_FILE, dump(summary))
+    return summary

@@ -1,0 +1,311 @@
+"""``dispatch``, ``status``, ``wait``, ``reports``, ``cancel`` and ``summarize``: tasks run as
+pipelines of a GitLab agent project, followed from any process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from runner_agent.agents import default_registry
+from runner_agent.bundle import job_context, summarize
+from runner_agent.cli._common import agents_path_option, output_option, print_json, remember_secrets
+from runner_agent.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.follow import DispatchReports, DispatchStatus, progress_printer
+from runner_agent.report import load_report, table
+from runner_agent.stackl import invocation_to_tasks
+from runner_agent.tasks import Task, load_tasks, parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def gitlab_options(func: F) -> F:
+    """--project and --gitlab-config-section, for the commands that talk to GitLab."""
+    options = [
+        click.option(
+            "--project",
+            "-p",
+            envvar="RUNNER_AGENT_PROJECT",
+            help="The agent project: id or path (group/name). [env: RUNNER_AGENT_PROJECT; "
+            "in a job: CI_PROJECT_ID]",
+        ),
+        click.option(
+            "--gitlab-config-section",
+            "section",
+            envvar="RUNNER_AGENT_GITLAB_SECTION",
+            help="Use this section of python-gitlab's config file (~/.python-gitlab.cfg or "
+            "PYTHON_GITLAB_CFG). Default: GITLAB_URL and GITLAB_TOKEN, or the job's variables.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(parse_duration(int(value) if value.isdigit() else value))
+    except ValueError as exc:
+        raise InvalidInput(Problem("--timeout", str(exc))) from exc
+
+
+def _connected(dispatcher: Dispatcher) -> Dispatcher:
+    remember_secrets(list(dispatcher.api.secrets))
+    return dispatcher
+
+
+def _for_handle(value: str, section: str | None, **options: Any) -> tuple[Dispatcher, Handle]:
+    handle = load_handle(value)
+    dispatcher = from_environ(os.environ, section=section, handle=handle, warn=_warn, **options)
+    return _connected(dispatcher), handle
+
+
+def _warn(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _print_status(status: DispatchStatus, output: str) -> None:
+    if output == "json":
+        print_json(status.to_dict())
+        return
+    click.echo(
+        f"{status.handle.dispatch_id}: {status.phase.value} ({status.status}) {status.web_url}"
+    )
+    for child in status.children:
+        click.echo(f"  {child.name}: {child.status} {child.web_url}")
+
+
+def _print_reports(found: DispatchReports, output: str) -> int:
+    if output == "json":
+        print_json(dict(found.summary))
+    else:
+        click.echo(table(list(found.reports)), nl=False)
+    return found.exit_code
+
+
+def _tasks(
+    paths: tuple[Path, ...], from_stackl: Path | None, agents_path: tuple[Path, ...]
+) -> list[Task]:
+    if bool(paths) == bool(from_stackl):
+        raise InvalidInput(Problem("PATHS", "give task files or --from-stackl FILE (one of them)"))
+    if from_stackl is None:
+        return load_tasks(paths, default_registry(agents_path))
+    return _stackl_tasks(from_stackl, agents_path)
+
+
+def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
+    try:
+        invocation = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(Problem(str(path), f"not a readable invocation: {exc}")) from exc
+    return invocation_to_tasks(invocation, registry=default_registry(agents_path))
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--from-stackl",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A STACKL invocation (JSON or YAML) instead of task files.",
+)
+@click.option(
+    "--ref",
+    envvar="RUNNER_AGENT_REF",
+    help="Branch or tag of the agent project. "
+    "[env: RUNNER_AGENT_REF; default: the project's default branch]",
+)
+@click.option(
+    "--variables",
+    "use_variables",
+    is_flag=True,
+    help="Pass the ids as variables RA_DISPATCH_ID/RA_CHECKSUM instead of pipeline "
+    "inputs (GitLab before 17.11).",
+)
+@click.option(
+    "--trigger-token-env",
+    metavar="NAME",
+    help="Create the pipeline with the trigger token in this environment variable "
+    "(POST /trigger/pipeline); reading still uses the configured token.",
+)
+@click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
+@click.option("--timeout", help="With --wait: give up after this long (30s, 10m, 2h).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=10,
+    show_default=True,
+    help="With --wait: seconds between polls at first (then slower, up to 60).",
+)
+@gitlab_options
+@agents_path_option
+@output_option
+def dispatch(
+    paths: tuple[Path, ...],
+    from_stackl: Path | None,
+    ref: str | None,
+    use_variables: bool,
+    trigger_token_env: str | None,
+    wait_for: bool,
+    timeout: str | None,
+    interval: float,
+    project: str | None,
+    section: str | None,
+    agents_path: tuple[Path, ...],
+    output: str,
+) -> int:
+    """Run tasks as a GitLab pipeline of the agent project and print its handle.
+
+    The tasks are validated and rendered here first: nothing is sent when one is invalid
+    (exit 2). The bundle goes to the project's package registry and ONE pipeline starts with
+    its id and checksum. An identical run already in flight is joined; a different run on
+    one of the identities is refused (exit 3). Keep the handle: status, wait, reports and
+    cancel take it (as JSON or as a file holding it), from any process.
+
+    \b
+    Examples:
+      runner-agent dispatch tasks/web.yml -p acme/agents -o json > handle.json
+      runner-agent dispatch tasks/*.yml -p acme/agents --wait --timeout 30m
+      runner-agent dispatch --from-stackl invocation.json -p acme/agents
+    """
+    tasks = _tasks(paths, from_stackl, agents_path)
+    deadline = _duration(timeout)
+    trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
+    if trigger_token_env and not trigger:
+        raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
+    mode = TriggerMode.VARIABLES if use_variables else TriggerMode.INPUTS
+    dispatcher = _connected(
+        from_environ(
+            os.environ,
+            project=project,
+            section=section,
+            mode=mode,
+            trigger_token=trigger,
+            warn=_warn,
+        )
+    )
+    handle = dispatcher.submit(tasks, ref=ref)
+    if not wait_for:
+        if output == "json":
+            click.echo(handle.encode())
+        else:
+            click.echo(f"dispatched {handle.dispatch_id}: {handle.web_url}")
+            click.echo(handle.encode())
+        return 0
+    dispatcher.wait(
+        handle,
+        timeout=deadline,
+        interval=interval,
+        progress=progress_printer(sys.stderr),
+    )
+    return _print_reports(dispatcher.reports(handle), output)
+
+
+@click.command()
+@click.argument("handle")
+@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@output_option
+def status(handle: str, section: str | None, output: str) -> int:
+    """Show where a dispatch stands: its pipeline's phase and its child pipelines.
+
+    HANDLE is the JSON `dispatch` printed, or a file holding it.
+    """
+    dispatcher, found = _for_handle(handle, section)
+    _print_status(dispatcher.status(found), output)
+    return 0
+
+
+@click.command()
+@click.argument("handle")
+@click.option("--timeout", help="Give up after this long (30s, 10m, 2h): exit 5.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=10,
+    show_default=True,
+    help="Seconds between polls at first (then slower, up to 60).",
+)
+@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@output_option
+def wait(
+    handle: str, timeout: str | None, interval: float, section: str | None, output: str
+) -> int:
+    """Wait for a dispatch to finish, then print its reports.
+
+    Shows progress on a terminal, stays quiet in a pipe. Exit 0 when every task succeeded,
+    1 when one failed, 5 when --timeout passed first (the handle stays valid).
+    """
+    deadline = _duration(timeout)
+    dispatcher, found = _for_handle(handle, section)
+    dispatcher.wait(
+        found,
+        timeout=deadline,
+        interval=interval,
+        progress=progress_printer(sys.stderr),
+    )
+    return _print_reports(dispatcher.reports(found), output)
+
+
+@click.command()
+@click.argument("handle")
+@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@output_option
+def reports(handle: str, section: str | None, output: str) -> int:
+    """Print every task's report of a finished dispatch (one request, usually).
+
+    Exit 0 when every task succeeded, 1 when one failed or the dispatch is not finished.
+    """
+    dispatcher, found = _for_handle(handle, section)
+    return _print_reports(dispatcher.reports(found), output)
+
+
+@click.command()
+@click.argument("handle")
+@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@output_option
+def cancel(handle: str, section: str | None, output: str) -> int:
+    """Cancel a dispatch's pipeline and its child pipelines. Harmless to repeat."""
+    dispatcher, found = _for_handle(handle, section)
+    _print_status(dispatcher.cancel(found), output)
+    return 0
+
+
+@click.command(name="summarize")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=".runner-agent/summary.json",
+    show_default=True,
+    help="Also write the merged summary here (the job's artifact).",
+)
+@output_option
+def summarize_cmd(file: Path, output: str) -> int:
+    """The agent project's last job: merge the summaries of a split dispatch into one.
+
+    Reads RA_DISPATCH_ID and the job's predefined variables; exits like the tasks.
+    """
+    ctx = job_context(os.environ)
+    if ctx is None:
+        raise InvalidInput(Problem("summarize", "runs inside a GitLab job (CI_JOB_TOKEN)"))
+    merged = summarize(ctx)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    found = [load_report(r) for r in merged["reports"]]
+    if output == "json":
+        print_json(merged)
+    else:
+        click.echo(table(found), nl=False)
+    return 0 if merged["status"] == "success" else 1
+
+
+COMMANDS = [dispatch, status, wait, reports, cancel, summarize_cmd]

@@ -1,0 +1,149 @@
+"""``schedule`` and ``state``: what the agent project keeps between runs (cycle schedules,
+state documents)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from runner_agent.cli._common import output_option, print_json, remember_secrets
+from runner_agent.cli.dispatch_cmd import gitlab_options
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.gitlab_api import connect
+from runner_agent.schedules import (
+    create_schedule,
+    delete_schedule,
+    frequency_to_cron,
+    list_schedules,
+)
+from runner_agent.state import LocalStateStore
+from runner_agent.state_gitlab import GitLabStateStore
+
+
+@click.group()
+def schedule() -> None:
+    """Run `cycle` for an identity as a GitLab pipeline schedule."""
+
+
+@schedule.command("create")
+@click.argument("identity")
+@click.option("--every", help="10m, 30m, 1h, 6h, 1d, 7d...")
+@click.option("--cron", "cron_expr", help="A 5-field cron expression, such as '*/10 * * * *'.")
+@click.option("--task-file", help="A task file of the agent project's repository to cycle.")
+@click.option(
+    "--ref", envvar="RUNNER_AGENT_REF", help="Branch or tag (default: the default branch)."
+)
+@click.option("--timezone", default="UTC", show_default=True, help="The cron's time zone.")
+@click.option("--variables", "use_variables", is_flag=True, help="Pass variables, not inputs.")
+@gitlab_options
+@output_option
+def schedule_create(
+    identity: str,
+    every: str | None,
+    cron_expr: str | None,
+    task_file: str | None,
+    ref: str | None,
+    timezone: str,
+    use_variables: bool,
+    project: str | None,
+    section: str | None,
+    output: str,
+) -> int:
+    """Create the schedule that runs `cycle` for IDENTITY (the existing one if there is one).
+
+    \b
+    Examples:
+      runner-agent schedule create acme/web --every 30m -p acme/agents
+      runner-agent schedule create acme/db --cron '15 3 * * *' --task-file tasks/db.yml
+    """
+    if bool(every) == bool(cron_expr):
+        raise InvalidInput(Problem("--every/--cron", "give exactly one of --every and --cron"))
+    cron = frequency_to_cron(every, identity) if every else str(cron_expr)
+    api = connect(os.environ, project=project, section=section)
+    remember_secrets(list(api.secrets))
+    created = create_schedule(
+        api,
+        identity,
+        cron,
+        ref=ref or str(api.get_project().get("default_branch") or "main"),
+        task_file=task_file,
+        variables=use_variables,
+        timezone=timezone,
+    )
+    if output == "json":
+        print_json(created.to_dict())
+    else:
+        verb = "exists" if created.existed else "created"
+        click.echo(
+            f"schedule {created.id} {verb}: {created.cron} on {created.ref} ({created.description})"
+        )
+    return 0
+
+
+@schedule.command("list")
+@gitlab_options
+@output_option
+def schedule_list(project: str | None, section: str | None, output: str) -> int:
+    """List the project's runner-agent schedules."""
+    api = connect(os.environ, project=project, section=section)
+    remember_secrets(list(api.secrets))
+    found = list_schedules(api)
+    if output == "json":
+        print_json([s.to_dict() for s in found])
+    for s in found if output != "json" else []:
+        state = "active" if s.active else "inactive"
+        click.echo(f"{s.id}  {s.cron:<16} {state:<8} next {s.next_run_at or '-'}  {s.description}")
+    return 0
+
+
+@schedule.command("delete")
+@click.argument("schedule_id", type=int)
+@gitlab_options
+def schedule_delete(schedule_id: int, project: str | None, section: str | None) -> int:
+    """Delete a schedule (done already is fine)."""
+    api = connect(os.environ, project=project, section=section)
+    remember_secrets(list(api.secrets))
+    gone = delete_schedule(api, schedule_id)
+    click.echo(f"schedule {schedule_id} {'deleted' if gone else 'was already gone'}")
+    return 0
+
+
+@click.command()
+@click.argument("identity")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Read the local state folder of `run --local` instead of GitLab.",
+)
+@gitlab_options
+@output_option
+def state(
+    identity: str, state_dir: Path | None, project: str | None, section: str | None, output: str
+) -> int:
+    """Show an identity's state document: installed version, outputs, last runs."""
+    if state_dir is not None:
+        found = LocalStateStore(state_dir).read(identity)
+    else:
+        api = connect(os.environ, project=project, section=section)
+        remember_secrets(list(api.secrets))
+        found = GitLabStateStore(api).read(identity)
+    if found is None:
+        raise InvalidInput(Problem("IDENTITY", f"{identity!r} has no state yet"))
+    if output == "json":
+        print_json(found.to_dict())
+        return 0
+    click.echo(
+        f"{found.identity}: agent {found.agent or '-'}, installed {found.installed_version or 'no'}"
+    )
+    click.echo(
+        f"last: {found.last_command or '-'} {found.last_status or ''} at {found.updated or '-'}"
+    )
+    for key, value in sorted(found.outputs.items()):
+        click.echo(f"  {key} = {json.dumps(value)}")
+    return 0
+
+
+COMMANDS = [schedule, state]

@@ -1,0 +1,286 @@
+"""The dispatcher: ``submit -> Handle``, then ``status``, ``wait``, ``reports``, ``cancel``.
+
+``submit`` validates and renders the tasks locally first (invalid input: InvalidInput, and not
+one request), uploads the bundle to the package registry, and creates ONE pipeline in the agent
+project passing only ids: ``dispatch_id`` and ``checksum``, as pipeline inputs or (for GitLab
+versions without them) as variables ``RA_DISPATCH_ID`` and ``RA_CHECKSUM``. The agent project
+names such a pipeline ``runner-agent <dispatch_id>`` (``workflow:name``), which is how a submit
+whose creation request failed after being sent finds out whether GitLab created it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from runner_agent import follow
+from runner_agent.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, Bundle, build_bundle
+from runner_agent.errors import InvalidInput, Problem
+from runner_agent.follow import (
+    Child,
+    DispatchReports,
+    DispatchStatus,
+    Handle,
+    Phase,
+    load_handle,
+    to_phase,
+)
+from runner_agent.gitlab_api import GitLabAPI, connect
+from runner_agent.inflight import (
+    Coalescer,
+    Entry,
+    FileLedger,
+    Ledger,
+    MemoryLedger,
+    create_once,
+    default_ledger_path,
+    find_by_name,
+    join_or_start,
+)
+from runner_agent.render import RenderOptions, render_child
+from runner_agent.tasks import Task, check_tasks
+
+__all__ = [
+    "Child",
+    "DispatchReports",
+    "DispatchStatus",
+    "Dispatcher",
+    "Handle",
+    "Phase",
+    "TriggerMode",
+    "from_environ",
+    "load_handle",
+    "pipeline_name",
+    "to_phase",
+]
+
+log = logging.getLogger("runner_agent.dispatch")
+
+NAME_PREFIX = "runner-agent "
+
+
+def pipeline_name(dispatch_id: str) -> str:
+    """The ``workflow:name`` the agent project gives a dispatched pipeline."""
+    return NAME_PREFIX + dispatch_id
+
+
+class TriggerMode(StrEnum):
+    INPUTS = "inputs"  # GitLab 17.11+ (spec:inputs of the project's own pipeline)
+    VARIABLES = "variables"  # older GitLab, or where inputs are not wanted
+
+
+_COALESCER: Coalescer[Handle] = Coalescer()
+_LEDGERS: dict[tuple[str, str], MemoryLedger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
+def _process_ledger(url: str, project: str) -> MemoryLedger:
+    with _LEDGERS_LOCK:
+        return _LEDGERS.setdefault((url, project), MemoryLedger())
+
+
+@dataclass
+class Dispatcher:
+    """Submits tasks to one agent project and follows them. Side effects are injected."""
+
+    api: GitLabAPI
+    ledger: Ledger | None = None  # default: one ledger per project shared by the process
+    mode: TriggerMode = TriggerMode.INPUTS
+    trigger_token: str | None = None
+    render_options: RenderOptions = field(default_factory=lambda: RenderOptions(validate=True))
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    warn: Callable[[str], None] = log.warning
+    settle: float = 3.0  # how long GitLab may take to show a pipeline whose creation we lost
+    ambiguous_rounds: int = 3
+
+    def __post_init__(self) -> None:
+        self._ledger: Ledger = self.ledger or _process_ledger(self.api.url, self.api.project)
+
+    @classmethod
+    def for_machine(cls, api: GitLabAPI, environ: Mapping[str, str], **kwargs: Any) -> Dispatcher:
+        """A dispatcher whose ledger is this user's in-flight file for the project (a memory
+        ledger when the cache folder cannot be written)."""
+        path = default_ledger_path(api.url, api.project, dict(environ))
+        ledger: Ledger = FileLedger(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError:
+            ledger = _process_ledger(api.url, api.project)
+        return cls(api=api, ledger=ledger, **kwargs)
+
+    def wait(
+        self,
+        handle: Handle,
+        *,
+        timeout: float | None = None,
+        interval: float = 10.0,
+        max_interval: float = 60.0,
+        progress: Callable[[DispatchStatus, float], None] | None = None,
+    ) -> DispatchStatus:
+        """Poll until the pipeline finishes: at most one request per interval, the interval
+        growing to ``max_interval``. Raises TimedOut at the deadline, GitLabError."""
+        return follow.wait(
+            self.api_for(handle),
+            handle,
+            timeout=timeout,
+            interval=interval,
+            max_interval=max_interval,
+            progress=progress,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+    def reports(self, handle: Handle) -> DispatchReports:
+        """Every task's report, in one request when the summary is in the registry. Raises
+        NotFinished while the pipeline runs, TaskFailed when it ended without any report."""
+        return follow.reports(self.api_for(handle), handle)
+
+    # --- submit ---------------------------------------------------------------------------
+
+    def prepare(self, tasks: Sequence[Task]) -> None:
+        """Validate and render the tasks here, as the plan job will. Raises InvalidInput; makes
+        no request."""
+        if not tasks:
+            raise InvalidInput(Problem("<tasks>", "no task to dispatch"))
+        problems = check_tasks(tasks)
+        if problems:
+            raise InvalidInput(problems)
+        render_child(tasks, self.render_options)
+
+    def submit(self, tasks: Sequence[Task], *, ref: str | None = None) -> Handle:
+        """Start one pipeline for the tasks, or join the identical run in flight.
+
+        Raises InvalidInput before any request when the tasks are invalid; LockedError, with
+        nothing triggered, when a different run for one of the identities is in flight;
+        GitLabError when GitLab refuses or cannot be reached.
+        """
+        self.prepare(tasks)
+        bundle = build_bundle(tasks, ref=ref or self._default_ref())
+        key = (self.api.url, self.api.project, bundle.signature)
+        return _COALESCER.run(key, lambda: self._submit(bundle))
+
+    def _default_ref(self) -> str:
+        branch = self.api.get_project().get("default_branch")
+        if not branch:
+            raise InvalidInput(Problem("--ref", "the project has no default branch: pass --ref"))
+        return str(branch)
+
+    def _submit(self, bundle: Bundle) -> Handle:
+        entry = join_or_start(
+            self._ledger,
+            self.api,
+            bundle,
+            lambda: self._create(bundle),
+            finished=lambda status: to_phase(status).terminal,
+            now=self.clock(),
+            warn=self.warn,
+        )
+        return _handle(entry)
+
+    def _create(self, bundle: Bundle) -> Entry:
+        self.api.put_package_file(DISPATCH_PACKAGE, bundle.dispatch_id, BUNDLE_FILE, bundle.data)
+        pipeline = self._create_pipeline(bundle)
+        expected = pipeline_name(bundle.dispatch_id)
+        if "name" in pipeline and pipeline["name"] != expected:  # GitLab 16.3+ tells the name
+            self.warn(
+                f"warning: the pipeline is named {pipeline.get('name')!r}, not {expected!r}: "
+                "set workflow:name in the agent project (see docs/dispatch.md), or a lost "
+                "answer from GitLab could start a second pipeline"
+            )
+        return Entry(
+            dispatch_id=bundle.dispatch_id,
+            signature=bundle.signature,
+            identities=bundle.identities,
+            pipeline_id=int(pipeline["id"]),
+            web_url=str(pipeline.get("web_url", "")),
+            gitlab_url=self.api.url,
+            project=str(pipeline.get("project_id") or self.api.project),
+            ref=bundle.ref,
+            created=self.clock(),
+        )
+
+    def _post(self, bundle: Bundle) -> dict[str, Any]:
+        if self.mode is TriggerMode.INPUTS:
+            ids: dict[str, Any] = {
+                "inputs": {"dispatch_id": bundle.dispatch_id, "checksum": bundle.checksum}
+            }
+        else:
+            ids = {
+                "variables": {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
+            }
+        if self.trigger_token:
+            return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)
+        return self.api.create_pipeline(bundle.ref, **ids)
+
+    def _create_pipeline(self, bundle: Bundle) -> dict[str, Any]:
+        """Exactly one pipeline: after an ambiguous failure, look before posting again."""
+        name = pipeline_name(bundle.dispatch_id)
+        return create_once(
+            lambda: self._post(bundle),
+            lambda: find_by_name(self.api, name, self.sleep, self.settle),
+            name=name,
+            rounds=self.ambiguous_rounds,
+            warn=self.warn,
+        )
+
+    # --- follow -------------------------------------------------------------------------------
+
+    def api_for(self, handle: Handle) -> GitLabAPI:
+        """The client for the handle's project. Raises InvalidInput when the handle belongs to
+        another GitLab than the one configured."""
+        if handle.gitlab_url.rstrip("/") != self.api.url:
+            raise InvalidInput(
+                Problem(
+                    "HANDLE",
+                    f"the handle belongs to {handle.gitlab_url}, not to the configured "
+                    f"{self.api.url}",
+                )
+            )
+        return self.api.for_project(handle.project)
+
+    def status(self, handle: Handle, *, children: bool = True) -> DispatchStatus:
+        """The pipeline's phase and its children's. Raises GitLabError."""
+        return follow.status(self.api_for(handle), handle, children=children)
+
+    def cancel(self, handle: Handle) -> DispatchStatus:
+        """Cancel the run, children included; harmless to repeat. Raises GitLabError."""
+        return follow.cancel(self.api_for(handle), handle)
+
+
+def from_environ(
+    environ: Mapping[str, str],
+    *,
+    project: str | None = None,
+    section: str | None = None,
+    config_files: list[str] | None = None,
+    handle: Handle | None = None,
+    **options: Any,
+) -> Dispatcher:
+    """A dispatcher configured as :func:`runner_agent.gitlab_api.connect` says, for the
+    handle's project when one is given, with this machine's in-flight ledger. Raises
+    InvalidInput when nothing names a GitLab, a token or a project; makes no request."""
+    api = connect(
+        environ,
+        project=handle.project if handle else project,
+        section=section,
+        config_files=config_files,
+        default_url=handle.gitlab_url if handle else None,
+    )
+    return Dispatcher.for_machine(api, environ, **options)
+
+
+def _handle(entry: Entry) -> Handle:
+    return Handle(
+        gitlab_url=entry.gitlab_url,
+        project=entry.project,
+        pipeline_id=entry.pipeline_id,
+        dispatch_id=entry.dispatch_id,
+        ref=entry.ref,
+        web_url=entry.web_url,
+    )

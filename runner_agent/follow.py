@@ -1,0 +1,340 @@
+"""A dispatch after submit: its handle and phase; status, wait, reports and cancel.
+
+``wait`` asks for the parent pipeline only (``strategy: depend`` makes it carry its children's
+outcome), at most once per interval, the interval growing with backoff. ``reports`` reads the
+merged summary from the package registry in one request; when it is missing (a job could not
+upload it) it walks the pipeline's trigger jobs down to the collect jobs and reads their
+artifacts instead. Every function takes the client of the handle's project.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any
+
+from runner_agent.bundle import check_ids, read_summary
+from runner_agent.errors import (
+    EXIT_FAILED,
+    GitLabError,
+    InvalidInput,
+    Problem,
+    RunnerAgentError,
+    TaskFailed,
+    TimedOut,
+)
+from runner_agent.gitlab_api import GitLabAPI, NotFound
+from runner_agent.report import Report, load_report, merge_reports
+
+__all__ = [
+    "Child",
+    "DispatchReports",
+    "DispatchStatus",
+    "Handle",
+    "NotFinished",
+    "Phase",
+    "cancel",
+    "load_handle",
+    "progress_printer",
+    "reports",
+    "status",
+    "to_phase",
+    "wait",
+]
+
+COLLECT_PREFIX = "runner-agent-collect"
+MAX_DEPTH = 2  # GitLab nests child pipelines two levels deep at most
+
+
+class NotFinished(RunnerAgentError):
+    """The pipeline has not finished, so there is no summary yet."""
+
+    exit_code = EXIT_FAILED
+
+
+class Phase(StrEnum):
+    """Where a dispatch stands, whatever GitLab calls it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"  # a manual job needs a person
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED, Phase.SKIPPED)
+
+
+_PHASES = {
+    "created": Phase.QUEUED,
+    "waiting_for_resource": Phase.QUEUED,
+    "preparing": Phase.QUEUED,
+    "pending": Phase.QUEUED,
+    "scheduled": Phase.QUEUED,
+    "waiting_for_callback": Phase.QUEUED,
+    "running": Phase.RUNNING,
+    "canceling": Phase.RUNNING,
+    "manual": Phase.WAITING,
+    "success": Phase.SUCCEEDED,
+    "failed": Phase.FAILED,
+    "canceled": Phase.CANCELED,
+    "skipped": Phase.SKIPPED,
+}
+
+
+def to_phase(status: str) -> Phase:
+    """The phase of a GitLab pipeline status. Raises GitLabError on a status we do not know."""
+    try:
+        return _PHASES[status]
+    except KeyError:
+        raise GitLabError(f"GitLab reported an unknown pipeline status {status!r}") from None
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What a caller keeps to come back to a dispatch, from any process."""
+
+    gitlab_url: str
+    project: str
+    pipeline_id: int
+    dispatch_id: str
+    ref: str
+    web_url: str = ""
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def decode(cls, text: str) -> Handle:
+        """The handle from its JSON. Raises InvalidInput naming what is wrong."""
+        try:
+            data = json.loads(text)
+            handle = cls(
+                gitlab_url=str(data["gitlab_url"]),
+                project=str(data["project"]),
+                pipeline_id=int(data["pipeline_id"]),
+                dispatch_id=str(data["dispatch_id"]),
+                ref=str(data.get("ref", "")),
+                web_url=str(data.get("web_url", "")),
+            )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidInput(Problem("HANDLE", f"not a dispatch handle: {exc}")) from exc
+        check_ids(handle.dispatch_id)
+        return handle
+
+
+def load_handle(value: str) -> Handle:
+    """A handle given as its JSON text or as the path of a file holding it. Raises InvalidInput."""
+    text = value.strip()
+    if not text.startswith("{"):
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(
+                Problem("HANDLE", f"neither handle JSON nor a readable file: {exc.strerror}")
+            ) from exc
+    return Handle.decode(text)
+
+
+@dataclass(frozen=True)
+class Child:
+    name: str
+    pipeline_id: int
+    status: str
+    web_url: str
+
+
+@dataclass(frozen=True)
+class DispatchStatus:
+    handle: Handle
+    phase: Phase
+    status: str
+    web_url: str
+    children: tuple[Child, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dispatch_id": self.handle.dispatch_id,
+            "pipeline_id": self.handle.pipeline_id,
+            "phase": self.phase.value,
+            "status": self.status,
+            "web_url": self.web_url,
+            "children": [asdict(c) for c in self.children],
+        }
+
+
+@dataclass(frozen=True)
+class DispatchReports:
+    """A dispatch's reports: the merged summary and each task's :class:`Report`."""
+
+    handle: Handle
+    summary: Mapping[str, Any]
+    reports: tuple[Report, ...]
+    source: str  # "registry" or "artifacts"
+
+    @property
+    def ok(self) -> bool:
+        return self.summary.get("status") == "success"
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every task succeeded (or was skipped), 1 when one did not."""
+        return 0 if self.ok else 1
+
+
+Progress = Callable[[DispatchStatus, float], None]
+
+
+def status(api: GitLabAPI, handle: Handle, *, children: bool = True) -> DispatchStatus:
+    """The pipeline's phase, and its child pipelines' (one more request). Raises GitLabError."""
+    pipeline = api.get_pipeline(handle.pipeline_id)
+    kids: list[Child] = []
+    if children:
+        for bridge in api.list_bridges(handle.pipeline_id):
+            down = bridge.get("downstream_pipeline") or {}
+            if down.get("id"):
+                kids.append(
+                    Child(
+                        str(bridge.get("name", "")),
+                        int(down["id"]),
+                        str(down.get("status", "")),
+                        str(down.get("web_url", "")),
+                    )
+                )
+    state = str(pipeline.get("status", ""))
+    web_url = str(pipeline.get("web_url") or handle.web_url)
+    return DispatchStatus(handle, to_phase(state), state, web_url, tuple(kids))
+
+
+def cancel(api: GitLabAPI, handle: Handle) -> DispatchStatus:
+    """Cancel the pipeline and its unfinished child pipelines. GitLab answers 200 whatever the
+    state, so this is harmless to repeat. Raises GitLabError."""
+    api.cancel_pipeline(handle.pipeline_id)
+    for child in status(api, handle).children:
+        if not to_phase(child.status).terminal:
+            api.cancel_pipeline(child.pipeline_id)
+    return status(api, handle)
+
+
+def wait(
+    api: GitLabAPI,
+    handle: Handle,
+    *,
+    timeout: float | None = None,
+    interval: float = 10.0,
+    max_interval: float = 60.0,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DispatchStatus:
+    """Poll the parent pipeline until it is finished: one request per pause, the pause growing
+    from ``interval`` to ``max_interval``. Raises TimedOut at the deadline, GitLabError."""
+    start = clock()
+    deadline = None if timeout is None else start + timeout
+    pause = max(interval, 0.1)
+    while True:
+        now_status = status(api, handle, children=False)
+        if progress is not None:
+            progress(now_status, clock() - start)
+        if now_status.phase.terminal:
+            return now_status
+        now = clock()
+        if deadline is not None and now >= deadline:
+            raise TimedOut(
+                f"pipeline {handle.pipeline_id} is still {now_status.status} after {timeout:g}s: "
+                f"{now_status.web_url}; the handle stays valid (runner-agent wait HANDLE)"
+            )
+        nap = pause if deadline is None else min(pause, max(deadline - now, 0.0))
+        sleep(nap)
+        pause = min(max_interval, pause * 1.5)
+
+
+def reports(api: GitLabAPI, handle: Handle) -> DispatchReports:
+    """Every task's report: one request when the summary is in the registry.
+
+    Raises NotFinished while the pipeline runs, TaskFailed when it ended without any report,
+    GitLabError.
+    """
+    try:
+        summary = read_summary(api, handle.dispatch_id)
+        source = "registry"
+    except NotFound:
+        ended = status(api, handle, children=False)
+        if not ended.phase.terminal:
+            raise NotFinished(
+                f"pipeline {handle.pipeline_id} is {ended.status}: no summary yet "
+                f"({ended.web_url}); use runner-agent wait HANDLE"
+            ) from None
+        found = _artifact_reports(api, handle.pipeline_id, 0)
+        if not found:
+            raise TaskFailed(
+                f"pipeline {handle.pipeline_id} ended {ended.status} and no task reported: "
+                f"{ended.web_url}"
+            ) from None
+        summary = merge_reports([load_report(r) for r in found])
+        source = "artifacts"
+    loaded = tuple(load_report(r) for r in summary.get("reports", []))
+    return DispatchReports(handle, summary, loaded, source)
+
+
+def _artifact_reports(api: GitLabAPI, pipeline_id: int, depth: int) -> list[dict[str, Any]]:
+    """The reports in the summaries of the collect jobs below a pipeline."""
+    found: list[dict[str, Any]] = []
+    if depth > 0:
+        for job in api.list_pipeline_jobs(pipeline_id):
+            if str(job.get("name", "")).startswith(COLLECT_PREFIX) and job.get("artifacts"):
+                found.extend(_summary_reports(api, int(job["id"])))
+    if depth < MAX_DEPTH:
+        for bridge in api.list_bridges(pipeline_id):
+            down = bridge.get("downstream_pipeline") or {}
+            if down.get("id"):
+                found.extend(_artifact_reports(api, int(down["id"]), depth + 1))
+    return found
+
+
+def _summary_reports(api: GitLabAPI, job_id: int) -> list[dict[str, Any]]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(api.download_job_artifacts(job_id)))
+    except (NotFound, zipfile.BadZipFile):
+        return []
+    found: list[dict[str, Any]] = []
+    with archive:
+        for name in archive.namelist():
+            base = name.rsplit("/", 1)[-1]
+            if not (base.startswith("summary") and base.endswith(".json")):
+                continue
+            try:
+                data = json.loads(archive.read(name))
+            except ValueError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("reports"), list):
+                found.extend(r for r in data["reports"] if isinstance(r, dict))
+    return found
+
+
+def progress_printer(stream: IO[str]) -> Progress | None:
+    """A one-line progress display for a terminal; None when ``stream`` is not one (a pipe
+    or a file stays quiet)."""
+    isatty = getattr(stream, "isatty", None)
+    if not callable(isatty) or not isatty():
+        return None
+
+    def show(status: DispatchStatus, elapsed: float) -> None:
+        minutes, seconds = divmod(int(elapsed), 60)
+        line = (
+            f"pipeline {status.handle.pipeline_id}: {status.phase.value} ({minutes}m{seconds:02d}s)"
+        )
+        end = "\n" if status.phase.terminal else ""
+        stream.write(f"\r\x1b[2K{line}{end}")
+        stream.flush()
+
+    return show

@@ -1,0 +1,134 @@
+"""Retries for GitLab requests, in one place: the HTTP session python-gitlab sends through.
+
+python-gitlab's own retry loop is switched off (see :mod:`runner_agent.gitlab_api`): it sleeps
+with ``time.sleep``, reads ``Retry-After`` with ``int()`` (an HTTP date breaks it), has no cap
+on the wait, and retries a POST that GitLab may already have carried out. Here:
+
+- 429 is always retried, after ``Retry-After`` (seconds or an HTTP date) or ``RateLimit-Reset``:
+  the request was refused, not processed; a wait longer than ``max_retry_after`` is an error;
+- 500, 502, 503, 504 and 52x, dropped connections and read timeouts are retried with jittered
+  exponential backoff, for idempotent requests only;
+- a connect timeout is retried for every request: nothing was sent.
+
+Whether the request in flight is idempotent is a context variable set by the caller.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+__all__ = ["TRANSIENT", "RetryPolicy", "RetryingSession", "idempotent"]
+
+log = logging.getLogger("runner_agent.gitlab")
+
+TRANSIENT = frozenset([500, 502, 503, 504, *range(520, 531)])
+_IDEMPOTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("idempotent", default=True)
+
+
+@contextmanager
+def idempotent(value: bool) -> Iterator[None]:
+    """Mark the requests sent inside the block as safe (or not) to send twice."""
+    token = _IDEMPOTENT.set(value)
+    try:
+        yield
+    finally:
+        _IDEMPOTENT.reset(token)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How requests are retried. Inject ``sleep`` (and ``now``) to test without waiting."""
+
+    max_retries: int = 6
+    backoff: float = 0.5  # first wait; doubles each retry, with jitter
+    max_backoff: float = 30.0
+    max_retry_after: float = 300.0  # a longer Retry-After is an error, not a nap
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], float] = time.time
+    jitter: Callable[[], float] = random.random
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_backoff, self.backoff * 2.0**attempt)
+        return float(base * (0.5 + self.jitter() / 2))
+
+    def retry_after(self, headers: Mapping[str, str]) -> float | None:
+        """Seconds GitLab asks us to wait: ``Retry-After`` (seconds or HTTP date), else
+        ``RateLimit-Reset`` (epoch seconds)."""
+        value = headers.get("Retry-After")
+        if value:
+            value = value.strip()
+            if value.isdigit():
+                return float(value)
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            return max(0.0, when.timestamp() - self.now())
+        reset = headers.get("RateLimit-Reset", "")
+        return max(0.0, float(reset) - self.now()) if reset.isdigit() else None
+
+
+class RetryingSession(requests.Session):
+    """The HTTP session under python-gitlab: retries by :class:`RetryPolicy`, counts requests."""
+
+    def __init__(self, policy: RetryPolicy, timeout: float) -> None:
+        super().__init__()
+        self.policy = policy
+        self.default_timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        idempotent = _IDEMPOTENT.get()
+        verb = method.decode() if isinstance(method, bytes) else method
+        where = f"{verb.upper()} {urlsplit(str(url)).path}"
+        attempt = 0
+        while True:
+            try:
+                response = super().request(method, url, *args, **kwargs)
+            except requests.exceptions.ConnectTimeout:
+                if attempt >= self.policy.max_retries:
+                    raise
+                wait = self.policy.delay(attempt)  # never sent: safe to send again
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ):
+                if not idempotent or attempt >= self.policy.max_retries:
+                    raise
+                wait = self.policy.delay(attempt)
+            else:
+                asked = self._wait_for(response, attempt, idempotent)
+                if asked is None:
+                    return response
+                wait = asked
+            attempt += 1
+            log.info("%s: retry %d/%d in %.1fs", where, attempt, self.policy.max_retries, wait)
+            self.policy.sleep(wait)
+
+    def _wait_for(
+        self, response: requests.Response, attempt: int, idempotent: bool
+    ) -> float | None:
+        status = response.status_code
+        if attempt >= self.policy.max_retries:
+            return None
+        if status == 429:
+            asked = self.policy.retry_after(response.headers)
+            if asked is not None and asked > self.policy.max_retry_after:
+                return None
+            return self.policy.delay(attempt) if asked is None else asked
+        if status in TRANSIENT and idempotent:
+            return self.policy.delay(attempt)
+        return None

@@ -1,0 +1,105 @@
+"""Fixtures for the GitLab side: a stateful fake GitLab behind ``responses``, a client on
+``http://localhost`` whose retries sleep on an injected clock, a dispatcher using that clock."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_gitlab import FakeGitLab, mocked
+from gitlab_helpers import ENV, Clock
+
+from runner_agent.agents import AgentRegistry, default_registry
+from runner_agent.dispatch import Dispatcher
+from runner_agent.gitlab_api import GitLabAPI, connect
+from runner_agent.inflight import MemoryLedger
+from runner_agent.retry import RetryPolicy
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitLab]:
+    server = FakeGitLab()
+    with mocked(server):
+        yield server
+
+
+@pytest.fixture
+def policy(clock: Clock) -> RetryPolicy:
+    return RetryPolicy(sleep=clock.sleep, now=clock, jitter=lambda: 1.0)
+
+
+@pytest.fixture
+def api(fake: FakeGitLab, policy: RetryPolicy) -> GitLabAPI:
+    return connect(ENV, project="42", retry_policy=policy)
+
+
+@pytest.fixture
+def warnings() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def dispatcher(api: GitLabAPI, clock: Clock, warnings: list[str]) -> Dispatcher:
+    return Dispatcher(
+        api=api,
+        ledger=MemoryLedger(),
+        clock=clock,
+        sleep=clock.sleep,
+        warn=warnings.append,
+        settle=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def registry() -> AgentRegistry:
+    return default_registry()
+
+
+@pytest.fixture
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    clock: Clock,
+) -> Callable[..., tuple[int, str, str]]:
+    """Run the CLI with the dispatch commands registered, against the fake GitLab, its
+    retries and polls sleeping on the test's clock; returns (exit code, stdout, stderr)."""
+    from runner_agent import gitlab_api
+    from runner_agent.cli import cli, dispatch_cmd, main, schedule_cmd
+
+    monkeypatch.setattr(
+        gitlab_api, "RetryPolicy", functools.partial(RetryPolicy, sleep=clock.sleep, now=clock)
+    )
+    made = Dispatcher.for_machine.__func__  # type: ignore[attr-defined]
+
+    def for_machine(cls: type[Dispatcher], *args: Any, **kwargs: Any) -> Dispatcher:
+        return made(cls, *args, **{"clock": clock, "sleep": clock.sleep, **kwargs})  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Dispatcher, "for_machine", classmethod(for_machine))
+
+    for command in [*dispatch_cmd.COMMANDS, *schedule_cmd.COMMANDS]:
+        if command.name not in cli.commands:
+            cli.add_command(command)
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("RUNNER_AGENT_PROJECT", raising=False)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

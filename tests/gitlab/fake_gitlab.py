@@ -1,0 +1,411 @@
+"""A stand-in for the few GitLab endpoints runner_agent uses, with state and fault injection.
+
+Answers are built from the JSON fixtures (GitLab's documented responses) with ids, names and
+statuses filled in. Two front ends: ``responses`` callbacks on ``http://localhost`` for unit
+tests, and a real HTTP server on 127.0.0.1 for tests that span processes.
+
+Faults are queued per route and consumed one per matching request:
+``429`` (refused, with Retry-After), ``500``/``502``/``503`` (refused), the same with ``!``
+(``500!``: GitLab did the work, then the answer failed), ``reset`` / ``reset!`` (connection
+dropped before / after the work), ``timeout!`` (the work was done, the answer never came) and
+``connect-timeout`` (never sent).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+import responses
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CANARY_TOKEN = "glpat-CANARY-token-0123456789"
+PROJECT_ID = 42
+PROJECT_PATH = "acme/agents"
+API = "/api/v4"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+@dataclass
+class Call:
+    method: str
+    path: str  # decoded, without /api/v4 and the query
+    query: dict[str, list[str]]
+    body: bytes
+    headers: dict[str, str]
+    route: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+_ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
+    (m, name, re.compile(rf"^/projects/(?P<project>[^/]+){pattern}$"))
+    for m, name, pattern in [
+        ("PUT", "package", r"/packages/generic/(?P<pkg>[^/]+)/(?P<ver>[^/]+)/(?P<file>[^/]+)"),
+        ("GET", "package", r"/packages/generic/(?P<pkg>[^/]+)/(?P<ver>[^/]+)/(?P<file>[^/]+)"),
+        ("POST", "create_pipeline", r"/pipeline"),
+        ("POST", "trigger_pipeline", r"/trigger/pipeline"),
+        ("GET", "pipelines", r"/pipelines"),
+        ("GET", "pipeline", r"/pipelines/(?P<id>[0-9]+)"),
+        ("GET", "bridges", r"/pipelines/(?P<id>[0-9]+)/bridges"),
+        ("GET", "jobs", r"/pipelines/(?P<id>[0-9]+)/jobs"),
+        ("POST", "cancel", r"/pipelines/(?P<id>[0-9]+)/cancel"),
+        ("GET", "artifacts", r"/jobs/(?P<id>[0-9]+)/artifacts"),
+        ("GET", "schedules", r"/pipeline_schedules"),
+        ("POST", "create_schedule", r"/pipeline_schedules"),
+        ("DELETE", "schedule", r"/pipeline_schedules/(?P<id>[0-9]+)"),
+        ("POST", "schedule_variable", r"/pipeline_schedules/(?P<id>[0-9]+)/variables"),
+        ("GET", "project", r""),
+    ]
+]
+FINISHED = {"success", "failed", "canceled", "skipped"}
+
+
+@dataclass
+class FakeGitLab:
+    token: str = CANARY_TOKEN
+    base: str = "http://localhost"
+    trigger_token: str = "glptt-trigger-CANARY"
+    echo_token_in_errors: bool = False  # a hostile server that quotes the token back
+    name_pipelines: bool = True  # the agent project sets workflow:name
+    delay: dict[str, float] = field(default_factory=dict)  # route -> seconds before answering
+    pipelines: dict[int, dict[str, Any]] = field(default_factory=dict)
+    packages: dict[tuple[str, str, str], list[bytes]] = field(default_factory=dict)
+    schedules: dict[int, dict[str, Any]] = field(default_factory=dict)
+    bridges: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    jobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    artifacts: dict[int, bytes] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    faults: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    next_id: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- test helpers ---------------------------------------------------------------------
+
+    def inject(self, method: str, route: str, *faults: str) -> None:
+        self.faults.setdefault((method, route), []).extend(faults)
+
+    def routed(self, route: str, method: str | None = None) -> list[Call]:
+        return [
+            c for c in self.calls if c.route == route and (method is None or c.method == method)
+        ]
+
+    def created_pipelines(self) -> list[dict[str, Any]]:
+        return [p for p in self.pipelines.values() if p.get("_created_by_api")]
+
+    def set_status(self, pipeline_id: int, status: str) -> None:
+        self.pipelines[pipeline_id]["status"] = status
+
+    def add_child(
+        self, parent: int, status: str = "success", collect: dict[str, Any] | None = None
+    ) -> int:
+        """A child pipeline below ``parent``; with ``collect`` (a summary) a collect job whose
+        artifacts archive holds it."""
+        child = self._new_pipeline({"ref": "main"}, name=None, source="parent_pipeline")
+        child["status"] = status
+        bridge = copy.deepcopy(fixture("bridges")[0])
+        bridge["id"] = self._id()
+        bridge["pipeline"]["id"] = parent
+        bridge["downstream_pipeline"].update(
+            {"id": child["id"], "status": status, "web_url": child["web_url"]}
+        )
+        self.bridges.setdefault(parent, []).append(bridge)
+        if collect is not None:
+            job = copy.deepcopy(fixture("jobs")[0])
+            job["id"] = self._id()
+            job["pipeline"]["id"] = child["id"]
+            self.jobs.setdefault(child["id"], []).append(job)
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as zf:
+                zf.writestr(".runner-agent/summary.json", json.dumps(collect))
+                zf.writestr(".runner-agent/reports/0000.json", "{}")
+            self.artifacts[job["id"]] = archive.getvalue()
+        return int(child["id"])
+
+    def package(self, pkg: str, ver: str, file: str) -> bytes | None:
+        files = self.packages.get((pkg, ver, file))
+        return files[-1] if files else None
+
+    def put_package(self, pkg: str, ver: str, file: str, data: bytes) -> None:
+        self.packages.setdefault((pkg, ver, file), []).append(data)
+
+    # --- the server -----------------------------------------------------------------------
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _new_pipeline(self, body: dict[str, Any], name: str | None, source: str) -> dict[str, Any]:
+        pipeline = copy.deepcopy(fixture("pipeline"))
+        pid = self._id()
+        pipeline.update(
+            id=pid,
+            iid=pid,
+            name=name,
+            ref=body.get("ref", "main"),
+            source=source,
+            status="created",
+            web_url=f"{self.base}/{PROJECT_PATH}/-/pipelines/{pid}",
+        )
+        self.pipelines[pid] = pipeline
+        return pipeline
+
+    def handle(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> Answer | Exception:
+        parts = urlsplit(url)
+        path = parts.path.removeprefix(API)
+        call = Call(method, unquote(path), parse_qs(parts.query), body, dict(headers))
+        route, match = self._route(method, path)
+        call.route = route
+        with self.lock:
+            self.calls.append(call)
+            fault = self._take_fault(method, route)
+        time.sleep(self.delay.get(route, 0.0))
+        sent = headers.get("PRIVATE-TOKEN", headers.get("JOB-TOKEN", ""))
+        if fault and not fault.endswith("!"):
+            return self._refuse(fault, sent)
+        if sent != self.token:
+            return self._error(401, sent=sent)
+        if match is None:
+            return self._error(404, "404_pipeline")
+        with self.lock:
+            answer = getattr(self, f"_do_{route}_{method.lower()}")(match, call)
+        if fault:
+            return self._refuse(fault.rstrip("!"), sent)
+        return answer
+
+    def _route(self, method: str, path: str) -> tuple[str, re.Match[str] | None]:
+        for m, name, pattern in _ROUTES:
+            found = pattern.match(path)
+            if (
+                m == method
+                and found
+                and unquote(found.group("project")) in (str(PROJECT_ID), PROJECT_PATH)
+            ):
+                return name, found
+        return "unknown", None
+
+    def _take_fault(self, method: str, route: str) -> str:
+        queue = self.faults.get((method, route))
+        return queue.pop(0) if queue else ""
+
+    def _refuse(self, fault: str, sent: str) -> Answer | Exception:
+        if fault == "reset":
+            return requests.ConnectionError("Connection reset by peer")
+        if fault == "connect-timeout":
+            return requests.exceptions.ConnectTimeout("connect timed out")
+        if fault == "timeout":
+            return requests.exceptions.ReadTimeout("read timed out")
+        extra = {"Retry-After": "3"} if fault == "429" else {}
+        return self._error(int(fault), fault, extra, sent)
+
+    def _error(
+        self,
+        status: int,
+        key: str | None = None,
+        extra: dict[str, str] | None = None,
+        sent: str = "",
+    ) -> Answer:
+        body = fixture("errors")[key or str(status)]
+        if self.echo_token_in_errors:
+            body = {"message": f"{body['message']} (token {sent})"}
+        return (
+            status,
+            {"Content-Type": "application/json", **(extra or {})},
+            json.dumps(body).encode(),
+        )
+
+    @staticmethod
+    def _ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
+        return (
+            status,
+            {"Content-Type": "application/json", **(headers or {})},
+            json.dumps(data).encode(),
+        )
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    def _do_project_get(self, m: re.Match[str], call: Call) -> Answer:
+        return self._ok(fixture("project"))
+
+    def _do_package_put(self, m: re.Match[str], call: Call) -> Answer:
+        self.put_package(unquote(m["pkg"]), unquote(m["ver"]), unquote(m["file"]), call.body)
+        return self._ok(fixture("package_created"), 201)
+
+    def _do_package_get(self, m: re.Match[str], call: Call) -> Answer:
+        data = self.package(unquote(m["pkg"]), unquote(m["ver"]), unquote(m["file"]))
+        if data is None:
+            return self._error(404, "404_package")
+        return 200, {"Content-Type": "application/octet-stream"}, data
+
+    def _pipeline_name(self, body: dict[str, Any]) -> str | None:
+        if not self.name_pipelines:
+            return None
+        inputs = body.get("inputs") or {}
+        variables = body.get("variables") or {}
+        if isinstance(variables, list):
+            variables = {v["key"]: v["value"] for v in variables}
+        dispatch_id = inputs.get("dispatch_id") or variables.get("RA_DISPATCH_ID")
+        return f"runner-agent {dispatch_id}" if dispatch_id else None
+
+    def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        body = call.json() or {}
+        pipeline = self._new_pipeline(body, self._pipeline_name(body), "api")
+        pipeline["_created_by_api"] = True
+        return self._ok(_public(pipeline), 201)
+
+    def _do_trigger_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        body = call.json() or {}
+        if body.get("token") != self.trigger_token:
+            return self._error(404, "404_pipeline")
+        pipeline = self._new_pipeline(body, self._pipeline_name(body), "trigger")
+        pipeline["_created_by_api"] = True
+        return self._ok(_public(pipeline), 201)
+
+    def _do_pipelines_get(self, m: re.Match[str], call: Call) -> Answer:
+        found = sorted(self.pipelines.values(), key=lambda p: -int(p["id"]))
+        name = call.query.get("name", [None])[0]
+        if name is not None:
+            found = [p for p in found if p.get("name") == name]
+        per_page = int(call.query.get("per_page", ["20"])[0])
+        keys = fixture("pipelines")[0].keys()
+        return self._ok([{k: p.get(k) for k in keys} for p in found[:per_page]])
+
+    def _do_pipeline_get(self, m: re.Match[str], call: Call) -> Answer:
+        pipeline = self.pipelines.get(int(m["id"]))
+        return self._ok(_public(pipeline)) if pipeline else self._error(404, "404_pipeline")
+
+    def _do_bridges_get(self, m: re.Match[str], call: Call) -> Answer:
+        return self._ok(self.bridges.get(int(m["id"]), []))
+
+    def _do_jobs_get(self, m: re.Match[str], call: Call) -> Answer:
+        return self._ok(self.jobs.get(int(m["id"]), []))
+
+    def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
+        pipeline = self.pipelines.get(int(m["id"]))
+        if pipeline is None:
+            return self._error(404, "404_pipeline")
+        if pipeline["status"] not in FINISHED:
+            pipeline["status"] = "canceled"
+            for bridge in self.bridges.get(int(m["id"]), []):
+                child = self.pipelines[bridge["downstream_pipeline"]["id"]]
+                if child["status"] not in FINISHED:
+                    child["status"] = "canceled"
+                    bridge["downstream_pipeline"]["status"] = "canceled"
+        return self._ok(_public(pipeline))
+
+    def _do_artifacts_get(self, m: re.Match[str], call: Call) -> Answer:
+        data = self.artifacts.get(int(m["id"]))
+        if data is None:
+            return self._error(404, "404_pipeline")
+        return 200, {"Content-Type": "application/zip"}, data
+
+    def _do_schedules_get(self, m: re.Match[str], call: Call) -> Answer:
+        return self._ok(list(self.schedules.values()))
+
+    def _do_create_schedule_post(self, m: re.Match[str], call: Call) -> Answer:
+        body = call.json() or {}
+        schedule = copy.deepcopy(fixture("schedule"))
+        schedule.update(
+            id=self._id(),
+            description=body["description"],
+            ref=f"refs/heads/{body['ref']}",
+            cron=body["cron"],
+            cron_timezone=body.get("cron_timezone", "UTC"),
+            variables=[],
+            inputs=body.get("inputs", []),
+        )
+        self.schedules[schedule["id"]] = schedule
+        return self._ok(schedule, 201)
+
+    def _do_schedule_variable_post(self, m: re.Match[str], call: Call) -> Answer:
+        schedule = self.schedules.get(int(m["id"]))
+        if schedule is None:
+            return self._error(404, "404_pipeline")
+        body = call.json() or {}
+        variable = {**fixture("schedule_variable"), "key": body["key"], "value": body["value"]}
+        schedule["variables"].append(variable)
+        return self._ok(variable, 201)
+
+    def _do_schedule_delete(self, m: re.Match[str], call: Call) -> Answer:
+        schedule = self.schedules.pop(int(m["id"]), None)
+        return self._ok(schedule) if schedule else self._error(404, "404_pipeline")
+
+
+def _public(pipeline: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in pipeline.items() if not k.startswith("_")}
+
+
+@contextmanager
+def mocked(fake: FakeGitLab) -> Iterator[responses.RequestsMock]:
+    """Route every request to ``fake.base`` through ``responses`` callbacks."""
+    pattern = re.compile(re.escape(fake.base) + API + r"/.*")
+
+    def callback(request: Any) -> Any:
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode()
+        elif not isinstance(body, bytes):
+            body = body.read()
+        return fake.handle(request.method, request.url, dict(request.headers), body)
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            rsps.add_callback(method, pattern, callback=callback)
+        yield rsps
+
+
+@contextmanager
+def served(fake: FakeGitLab) -> Iterator[str]:
+    """Serve ``fake`` over real HTTP on 127.0.0.1; yields the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            answer = fake.handle(self.command, fake.base + self.path, dict(self.headers), body)
+            if isinstance(answer, Exception):
+                self.close_connection = True
+                return
+            status, headers, data = answer
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake.base
+    finally:
+        server.shutdown()
+        server.server_close()

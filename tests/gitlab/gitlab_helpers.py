@@ -1,0 +1,53 @@
+"""Helpers shared by the GitLab tests: the canaries, an injected clock, task builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fake_gitlab import CANARY_TOKEN
+
+from runner_agent.agents import AgentRegistry
+from runner_agent.tasks import Task, tasks_from_data
+
+RunCli = Callable[..., tuple[int, str, str]]
+CANARY_SECRET = "s3cr3t-CANARY-value-42"
+ENV = {"GITLAB_URL": "http://localhost", "GITLAB_TOKEN": CANARY_TOKEN}
+
+
+class Clock:
+    """Time that only moves when something sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def kv_task(identity: str = "acme/web", **extra: Any) -> dict[str, Any]:
+    return {
+        "identity": identity,
+        "agent": "kv_file",
+        "config": {
+            "path": f"/tmp/ra/{identity}.json",
+            "values": {"port": 8080, "password": "${env:DB_PASSWORD}"},
+        },
+        **extra,
+    }
+
+
+def make_tasks(registry: AgentRegistry, *items: dict[str, Any]) -> list[Task]:
+    return tasks_from_data(list(items) or [kv_task()], "<test>", registry)
+
+
+def write_tasks(path: Path, *items: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump_all(list(items) or [kv_task()]))
+    return path

@@ -1,0 +1,284 @@
+"""After submit: phases, status, wait (polling budget, deadline, progress), reports (one
+request, or the collect jobs' artifacts), cancel (idempotent), and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from fake_gitlab import CANARY_TOKEN, FakeGitLab
+from gitlab_helpers import CANARY_SECRET, Clock, RunCli, kv_task, make_tasks
+
+from runner_agent.agents import AgentRegistry
+from runner_agent.bundle import DISPATCH_PACKAGE, dump
+from runner_agent.dispatch import Dispatcher, Handle
+from runner_agent.errors import GitLabError, TaskFailed, TimedOut
+from runner_agent.follow import NotFinished, Phase, progress_printer, to_phase
+from runner_agent.report import Report, Status, merge_reports
+
+DOCUMENTED = {
+    "created": Phase.QUEUED,
+    "waiting_for_resource": Phase.QUEUED,
+    "preparing": Phase.QUEUED,
+    "pending": Phase.QUEUED,
+    "running": Phase.RUNNING,
+    "success": Phase.SUCCEEDED,
+    "failed": Phase.FAILED,
+    "canceled": Phase.CANCELED,
+    "skipped": Phase.SKIPPED,
+    "manual": Phase.WAITING,
+    "scheduled": Phase.QUEUED,
+}
+
+
+def test_every_documented_status_has_a_phase_and_the_unknown_raises() -> None:
+    for status, phase in DOCUMENTED.items():
+        assert to_phase(status) is phase
+    assert {p for p in Phase if p.terminal} == {
+        Phase.SUCCEEDED,
+        Phase.FAILED,
+        Phase.CANCELED,
+        Phase.SKIPPED,
+    }
+    with pytest.raises(GitLabError, match="unknown pipeline status 'exploded'"):
+        to_phase("exploded")
+
+
+def summary(*statuses: Status) -> dict[str, object]:
+    reports = [
+        Report(f"acme/t{i}", "kv_file", "1.0.0", s, error="" if s is Status.SUCCESS else "boom")
+        for i, s in enumerate(statuses)
+    ]
+    return merge_reports(reports)
+
+
+@pytest.fixture
+def handle(fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry) -> Handle:
+    submitted = dispatcher.submit(make_tasks(registry), ref="main")
+    fake.calls.clear()
+    return submitted
+
+
+def test_status_reports_the_pipeline_and_its_children(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.set_status(handle.pipeline_id, "running")
+    child = fake.add_child(handle.pipeline_id, status="running")
+    status = dispatcher.status(handle)
+    assert status.phase is Phase.RUNNING and status.children[0].pipeline_id == child
+    assert [c.route for c in fake.calls] == ["pipeline", "bridges"]
+    assert status.to_dict()["children"][0]["status"] == "running"
+
+
+def test_wait_polls_once_per_interval_with_backoff(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle, clock: Clock
+) -> None:
+    polls: list[float] = []
+
+    def progress(status: object, elapsed: float) -> None:
+        polls.append(elapsed)
+        if len(polls) == 5:  # the next poll sees it finished
+            fake.set_status(handle.pipeline_id, "success")
+
+    final = dispatcher.wait(handle, interval=10, max_interval=30, progress=progress)
+    assert final.phase is Phase.SUCCEEDED
+    assert clock.sleeps == [10, 15, 22.5, 30, 30]
+    assert len(fake.calls) == 6 == len(polls)  # one request per pause, children not asked
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert min(gaps) >= 10
+
+
+def test_wait_times_out_with_exit_5_and_a_valid_handle(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle, clock: Clock
+) -> None:
+    with pytest.raises(TimedOut, match="still created after 60s") as caught:
+        dispatcher.wait(handle, timeout=60, interval=10)
+    assert caught.value.exit_code == 5 and sum(clock.sleeps) == 60
+    assert len(fake.calls) <= 60 / 10 + 1
+
+
+def test_wait_rides_out_transient_errors(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.set_status(handle.pipeline_id, "failed")
+    fake.inject("GET", "pipeline", "502", "reset", "429")
+    assert dispatcher.wait(handle).phase is Phase.FAILED
+
+
+def test_progress_shows_on_a_terminal_and_not_in_a_pipe(handle: Handle) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress_printer(io.StringIO()) is None
+    tty = Tty()
+    show = progress_printer(tty)
+    assert show is not None
+    from runner_agent.follow import DispatchStatus
+
+    show(DispatchStatus(handle, Phase.RUNNING, "running", ""), 75)
+    show(DispatchStatus(handle, Phase.SUCCEEDED, "success", ""), 80)
+    assert "running (1m15s)" in tty.getvalue() and tty.getvalue().endswith("(1m20s)\n")
+
+
+def test_reports_take_one_request_when_the_summary_is_in_the_registry(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.put_package(
+        DISPATCH_PACKAGE,
+        handle.dispatch_id,
+        "summary.json",
+        dump(summary(Status.SUCCESS, Status.SKIPPED)),
+    )
+    found = dispatcher.reports(handle)
+    assert len(fake.calls) == 1 and fake.calls[0].route == "package"
+    assert found.ok and found.exit_code == 0 and found.source == "registry"
+    assert [r.identity for r in found.reports] == ["acme/t0", "acme/t1"]
+
+
+def test_reports_survive_faults_and_follow_the_tasks(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.put_package(
+        DISPATCH_PACKAGE,
+        handle.dispatch_id,
+        "summary.json",
+        dump(summary(Status.SUCCESS, Status.FAILED)),
+    )
+    fake.inject("GET", "package", "429", "500", "502", "503", "reset", "timeout!")
+    found = dispatcher.reports(handle)
+    assert not found.ok and found.exit_code == 1 and len(found.reports) == 2
+
+
+def test_reports_fall_back_to_the_collect_jobs_artifacts(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.set_status(handle.pipeline_id, "failed")
+    fake.add_child(handle.pipeline_id, status="failed", collect=summary(Status.SUCCESS))
+    fake.add_child(handle.pipeline_id, status="failed", collect=summary(Status.FAILED))
+    found = dispatcher.reports(handle)
+    assert found.source == "artifacts" and len(found.reports) == 2 and found.exit_code == 1
+
+
+def test_reports_before_the_end_and_after_a_reportless_failure(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.set_status(handle.pipeline_id, "running")
+    with pytest.raises(NotFinished, match="no summary yet"):
+        dispatcher.reports(handle)
+    fake.set_status(handle.pipeline_id, "failed")
+    with pytest.raises(TaskFailed, match="no task reported"):
+        dispatcher.reports(handle)
+
+
+def test_cancel_cancels_children_and_is_harmless_to_repeat(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
+) -> None:
+    fake.set_status(handle.pipeline_id, "running")
+    child = fake.add_child(handle.pipeline_id, status="running")
+    assert dispatcher.cancel(handle).phase is Phase.CANCELED
+    assert dispatcher.cancel(handle).phase is Phase.CANCELED
+    assert fake.pipelines[child]["status"] == "canceled"
+    assert len(fake.routed("cancel")) == 2
+
+
+def test_a_handle_from_another_gitlab_is_refused(dispatcher: Dispatcher, handle: Handle) -> None:
+    from runner_agent.errors import InvalidInput
+
+    other = Handle("https://elsewhere", "42", 1, handle.dispatch_id, "main")
+    with pytest.raises(InvalidInput, match="belongs to https://elsewhere"):
+        dispatcher.status(other)
+
+
+# --- the CLI, from another process's point of view ---------------------------------------
+
+
+def test_cli_round_trip_with_a_handle_file_and_exit_codes(
+    fake: FakeGitLab,
+    run_cli: RunCli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("DB_PASSWORD", CANARY_SECRET)
+    task = tmp_path / "t.yml"
+    task.write_text(json.dumps(kv_task()))
+    code, out, err = run_cli("dispatch", str(task), "-p", "42", "--ref", "main", "-o", "json")
+    assert code == 0
+    handle = Handle.decode(out)
+    handle_file = tmp_path / "handle.json"
+    handle_file.write_text(out)
+    printed = [out, err]
+
+    fake.set_status(handle.pipeline_id, "running")
+    code, out, err = run_cli("status", str(handle_file), "-o", "json")
+    assert code == 0 and json.loads(out)["phase"] == "running"
+    code, out, err = run_cli("reports", out and handle.encode())
+    assert code == 1 and "no summary yet" in err
+    code, out, err = run_cli("wait", str(handle_file), "--timeout", "2s", "--interval", "1")
+    assert code == 5 and "still running" in err
+    printed += [out, err]
+
+    fake.set_status(handle.pipeline_id, "failed")
+    fake.put_package(
+        DISPATCH_PACKAGE,
+        handle.dispatch_id,
+        "summary.json",
+        dump(summary(Status.SUCCESS, Status.FAILED)),
+    )
+    code, out, err = run_cli("wait", handle.encode())
+    assert code == 1 and "acme/t1" in out and "boom" in out
+    printed += [out, err]
+    code, out, err = run_cli("reports", str(handle_file), "-o", "json")
+    assert code == 1 and json.loads(out)["status"] == "failed"
+    code, out, err = run_cli("cancel", str(handle_file))
+    assert code == 0 and "failed" in out  # finished: cancel changes nothing
+    printed += [out, err, caplog.text]
+    stored = [data.decode() for files in fake.packages.values() for data in files]
+    stored += [p.read_text() for p in (tmp_path / "cache").rglob("*.json")]  # the ledger
+    assert stored
+    for text in printed + stored:
+        assert CANARY_TOKEN not in text and CANARY_SECRET not in text
+
+
+def test_cli_handle_problems_are_exit_2_and_gitlab_problems_exit_4(
+    fake: FakeGitLab, run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run_cli("status", str(tmp_path / "missing.json"))
+    assert code == 2 and "HANDLE" in err
+    code, _, err = run_cli("status", '{"gitlab_url": "http://localhost"}')
+    assert code == 2
+    handle = Handle("http://localhost", "42", 99999, "20250101t000000-abc-def", "main")
+    code, _, err = run_cli("status", handle.encode())
+    assert code == 4 and "404" in err
+    monkeypatch.setenv("GITLAB_TOKEN", "wrong-" + CANARY_TOKEN)
+    code, _, err = run_cli("status", handle.encode())
+    assert code == 4 and "refused the token" in err and CANARY_TOKEN not in err
+
+
+def test_cli_dispatch_wait_prints_the_reports(
+    fake: FakeGitLab, run_cli: RunCli, tmp_path: Path, registry: AgentRegistry
+) -> None:
+    # the fake's pipelines finish when created, and a summary is waiting for them
+    original = fake._do_create_pipeline_post
+
+    def create_and_finish(m: object, call: object) -> object:
+        answer = original(m, call)  # type: ignore[arg-type]
+        body = json.loads(answer[2])
+        fake.set_status(body["id"], "success")
+        dispatch_id = body["name"].split(" ", 1)[1]
+        fake.put_package(
+            DISPATCH_PACKAGE, dispatch_id, "summary.json", dump(summary(Status.SUCCESS))
+        )
+        return answer
+
+    fake._do_create_pipeline_post = create_and_finish  # type: ignore[method-assign]
+    task = tmp_path / "t.yml"
+    task.write_text(json.dumps(kv_task()))
+    code, out, _ = run_cli(
+        "dispatch", str(task), "-p", "42", "--ref", "main", "--wait", "-o", "json"
+    )
+    assert code == 0 and json.loads(out)["status"] == "success"
