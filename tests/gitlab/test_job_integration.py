@@ -18,6 +18,7 @@ from runner_agent.state_gitlab import STATE_PACKAGE
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 
+
 @pytest.fixture
 def in_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run_cli: RunCli) -> RunCli:
     """The environment of a GitLab job of project 42, the project checked out in tmp_path."""
