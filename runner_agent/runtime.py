@@ -50,6 +50,7 @@ class RunContext:
     clock: Callable[[], datetime] = _now
     on_output: Callable[[str], None] | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
 
 
 class _Unresolved(Exception):
@@ -253,8 +254,13 @@ def _run_command(
             emit(ctx.redactor.text(line))
 
     started = ctx.clock()
+    section = f"ra_{abs(hash((task.identity, command, started))) % 10**8}"
+    if ctx.on_output is not None and ctx.log_sections:
+        ctx.on_output(_section("start", section, started, f"{task.identity}: {command}"))
     result = ctx.playbook_runner(spec, on_output=on_output)
     finished = ctx.clock()
+    if ctx.on_output is not None and ctx.log_sections:
+        ctx.on_output(_section("end", section, finished))
     outcome = CommandResult(
         command=command,
         status=_STATUS.get(result.status, Status.ERROR),
@@ -278,6 +284,12 @@ def _run_command(
         detail = "; ".join(result.errors) or "see the job log"
         outcome.error = f"ansible-playbook failed (rc {result.rc}): {detail}"
     return outcome
+
+
+def _section(edge: str, name: str, when: datetime, header: str = "") -> str:
+    """A GitLab job log section marker: the command's Ansible output folds under its header."""
+    collapsed = "[collapsed=true]" if edge == "start" else ""
+    return f"\x1b[0Ksection_{edge}:{int(when.timestamp())}:{name}{collapsed}\r\x1b[0K{header}"
 
 
 def _count_hosts(inventory: Mapping[str, Any]) -> int:

@@ -205,6 +205,7 @@ def run(
         registry=registry,
         store=store,
         on_output=(lambda line: click.echo(line, err=True)) if stream else None,
+        log_sections=stream and _in_gitlab_job(),
     )
     blocked = _blocked_by(after)
     if blocked:

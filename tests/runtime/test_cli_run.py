@@ -163,3 +163,18 @@ def test_collect_counts_missing_reports(tmp_path: Path, capsys: pytest.CaptureFi
     data = json.loads(summary.read_text())
     assert data["missing"] == 2 and data["tasks"] == 3 and data["status"] == "error"
     assert "2 task report(s) missing" in capsys.readouterr().err
+
+
+def test_in_a_gitlab_job_ansible_output_folds_into_log_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITLAB_CI", "true")  # streaming is on by default inside a job
+    task = write_task(tmp_path / "t.yml", identity="cli/logs")
+    assert run_cli(tmp_path, str(task)) == 0
+    err = capsys.readouterr().err
+    lines = err.split("\n")  # not splitlines(): the markers hold a \r GitLab's log reads
+    starts = [line for line in lines if "section_start:" in line]
+    ends = [line for line in lines if "section_end:" in line]
+    assert len(starts) == len(ends) == 2  # install, then update
+    assert "[collapsed=true]" in starts[0] and starts[0].endswith("cli/logs: install")
+    assert err.index("section_start") < err.index("PLAY RECAP") < err.index("section_end")
