@@ -55,16 +55,8 @@ def test_single_document_with_defaults(tmp_path: Path, registry: AgentRegistry) 
     assert task.timeout == DEFAULT_TIMEOUT == 3600
     assert task.outputs_from == ()
     assert (task.source, task.document, task.where) == (str(path), 0, f"{path}[0]")
-    assert task.inventory() == {
-        "all": {
-            "hosts": {
-                "localhost": {
-                    "ansible_connection": "local",
-                    "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                }
-            }
-        }
-    }
+    # the interpreter is added where the inventory is written (ansible_exec), not here
+    assert task.inventory() == {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}
 
 
 def test_every_field(tmp_path: Path, registry: AgentRegistry) -> None:
