@@ -17,6 +17,22 @@ sys.path.insert(0, str(ROOT / "tests"))  # endpoints.py: the etcd the tests use
 ANSIBLE_KEYS = ("ANSIBLE_", "RUNNER_AGENT_")
 
 
+# the private data dir writer adds this interpreter to hosts on the local connection
+LOCALHOST = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}
+
+
+def playbook_command(private_dir: Path) -> list[str]:
+    """Bare ansible-playbook on a private data dir laid out by ``write_private_dir``."""
+    return [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(private_dir / "inventory"),
+        "-e",
+        f"@{private_dir / 'env' / 'extravars'}",
+        str(private_dir / "project" / "main.yml"),
+    ]
+
+
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment without Ansible settings, plus ``extra``; our venv first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(ANSIBLE_KEYS)}

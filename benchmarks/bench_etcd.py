@@ -15,7 +15,7 @@ import sys
 import time
 from urllib.parse import urlparse
 
-from _bench import verdict
+from _bench import LOCALHOST, verdict
 from endpoints import etcd_delete_prefix, etcd_get_prefix, start_etcd
 
 from runner_agent.agents import default_registry
@@ -62,16 +62,7 @@ def agent_write(endpoint: str, prefix: str) -> tuple[float, float]:
             "values": values(),
             "runner_agent_no_log": False,
         },
-        inventory={
-            "all": {
-                "hosts": {
-                    "localhost": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    }
-                }
-            }
-        },
+        inventory=LOCALHOST,
         timeout=600,
     )
     start = time.perf_counter()

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _bench import BIN, clean_env, side_by_side, timed, verdict
+from _bench import clean_env, playbook_command, side_by_side, timed, verdict
 
 from runner_agent.agents import default_registry
 from runner_agent.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
@@ -24,13 +24,7 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-hosts-"))
     agent = default_registry().get("kv_file")
-    hosts = {
-        f"host{i:02d}": {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-        }
-        for i in range(HOSTS)
-    }
+    hosts = {f"host{i:02d}": {"ansible_connection": "local"} for i in range(HOSTS)}
     spec = PlaybookSpec(
         agent="kv_file",
         roles_path=agent.roles_path,
@@ -46,14 +40,7 @@ def main() -> None:
         forks=HOSTS,
     )
     write_private_dir(spec, work / "pdd")
-    playbook = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        str(work / "pdd" / "inventory"),
-        "-e",
-        f"@{work / 'pdd' / 'env' / 'extravars'}",
-        str(work / "pdd" / "project" / "main.yml"),
-    ]
+    playbook = playbook_command(work / "pdd")
     roles = {"ANSIBLE_ROLES_PATH": str(agent.roles_path)}
     settings = ansible_env(HOSTS)
     # the same settings without mitogen: what an install without the [fast] extra gets

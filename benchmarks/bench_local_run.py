@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from _bench import BIN, clean_env, side_by_side, timed, verdict
+from _bench import BIN, LOCALHOST, clean_env, playbook_command, side_by_side, timed, verdict
 
 from runner_agent.agents import default_registry
 from runner_agent.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
@@ -42,28 +42,12 @@ def main() -> None:
             "runner_agent_version": agent.version,
             "runner_agent_no_log": False,
         },
-        inventory={
-            "all": {
-                "hosts": {
-                    "localhost": {
-                        "ansible_connection": "local",
-                        "ansible_python_interpreter": sys.executable,
-                    }
-                }
-            }
-        },
+        inventory=LOCALHOST,
         timeout=600,
     )
     bare = work / "bare"
     write_private_dir(spec, bare)
-    playbook = [
-        str(BIN / "ansible-playbook"),
-        "-i",
-        str(bare / "inventory" / "hosts.json"),
-        "-e",
-        f"@{bare / 'env' / 'extravars'}",
-        str(bare / "project" / "main.yml"),
-    ]
+    playbook = playbook_command(bare)
     tuned = clean_env({**ansible_env(1), "ANSIBLE_ROLES_PATH": str(agent.roles_path)})
     defaults = clean_env({"ANSIBLE_ROLES_PATH": str(agent.roles_path)})
     toolkit = [
