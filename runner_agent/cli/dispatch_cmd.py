@@ -26,27 +26,35 @@ from runner_agent.tasks import Task, load_tasks, parse_duration
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+section_option = click.option(
+    "--gitlab-config-section",
+    "section",
+    envvar="RUNNER_AGENT_GITLAB_SECTION",
+    help="Use this section of python-gitlab's config file (~/.python-gitlab.cfg or "
+    "PYTHON_GITLAB_CFG). Default: GITLAB_URL and GITLAB_TOKEN, or the job's variables.",
+)
+
+
 def gitlab_options(func: F) -> F:
     """--project and --gitlab-config-section, for the commands that talk to GitLab."""
-    options = [
-        click.option(
-            "--project",
-            "-p",
-            envvar="RUNNER_AGENT_PROJECT",
-            help="The agent project: id or path (group/name). [env: RUNNER_AGENT_PROJECT; "
-            "in a job: CI_PROJECT_ID]",
-        ),
-        click.option(
-            "--gitlab-config-section",
-            "section",
-            envvar="RUNNER_AGENT_GITLAB_SECTION",
-            help="Use this section of python-gitlab's config file (~/.python-gitlab.cfg or "
-            "PYTHON_GITLAB_CFG). Default: GITLAB_URL and GITLAB_TOKEN, or the job's variables.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    project = click.option(
+        "--project",
+        "-p",
+        envvar="RUNNER_AGENT_PROJECT",
+        help="The agent project: id or path (group/name). [env: RUNNER_AGENT_PROJECT; "
+        "in a job: CI_PROJECT_ID]",
+    )
+    return project(section_option(func))
+
+
+def _wait_and_report(
+    dispatcher: Dispatcher, handle: Handle, deadline: float | None, interval: float, output: str
+) -> int:
+    """Wait (progress on stderr when it is a terminal), then print the reports."""
+    dispatcher.wait(
+        handle, timeout=deadline, interval=interval, progress=progress_printer(sys.stderr)
+    )
+    return _print_reports(dispatcher.reports(handle), output)
 
 
 def _duration(value: str | None) -> float | None:
@@ -200,18 +208,12 @@ def dispatch(
             click.echo(f"dispatched {handle.dispatch_id}: {handle.web_url}")
             click.echo(handle.encode())
         return 0
-    dispatcher.wait(
-        handle,
-        timeout=deadline,
-        interval=interval,
-        progress=progress_printer(sys.stderr),
-    )
-    return _print_reports(dispatcher.reports(handle), output)
+    return _wait_and_report(dispatcher, handle, deadline, interval, output)
 
 
 @click.command()
 @click.argument("handle")
-@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@section_option
 @output_option
 def status(handle: str, section: str | None, output: str) -> int:
     """Show where a dispatch stands: its pipeline's phase and its child pipelines.
@@ -233,7 +235,7 @@ def status(handle: str, section: str | None, output: str) -> int:
     show_default=True,
     help="Seconds between polls at first (then slower, up to 60).",
 )
-@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@section_option
 @output_option
 def wait(
     handle: str, timeout: str | None, interval: float, section: str | None, output: str
@@ -245,18 +247,12 @@ def wait(
     """
     deadline = _duration(timeout)
     dispatcher, found = _for_handle(handle, section)
-    dispatcher.wait(
-        found,
-        timeout=deadline,
-        interval=interval,
-        progress=progress_printer(sys.stderr),
-    )
-    return _print_reports(dispatcher.reports(found), output)
+    return _wait_and_report(dispatcher, found, deadline, interval, output)
 
 
 @click.command()
 @click.argument("handle")
-@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@section_option
 @output_option
 def reports(handle: str, section: str | None, output: str) -> int:
     """Print every task's report of a finished dispatch (one request, usually).
@@ -269,7 +265,7 @@ def reports(handle: str, section: str | None, output: str) -> int:
 
 @click.command()
 @click.argument("handle")
-@click.option("--gitlab-config-section", "section", envvar="RUNNER_AGENT_GITLAB_SECTION")
+@section_option
 @output_option
 def cancel(handle: str, section: str | None, output: str) -> int:
     """Cancel a dispatch's pipeline and its child pipelines. Harmless to repeat."""
