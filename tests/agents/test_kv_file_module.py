@@ -312,6 +312,20 @@ def test_module_refuses_nested_env_values(tmp_path: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.parametrize("operation", ["write", "remove", "backup"])
+def test_module_fails_cleanly_where_the_system_refuses(tmp_path: Path, operation: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, so no folder can be made under it")
+    target = blocker / "app.json"
+    args: dict[str, Any] = {"path": str(target), "values": {"k": "v"}, "operation": operation}
+    result = run_module("kv_file", "kv_file", args, tmp_path / "work")
+    if operation != "write":  # nothing there to remove or back up: done, nothing changed
+        assert result.get("failed") is not True and result["changed"] is False
+        return
+    assert result["failed"] is True and "Traceback" not in json.dumps(result)
+    assert result["msg"] == f"{target}: Not a directory"
+
+
 def test_module_mode_new_file_and_mode_only_change(tmp_path: Path) -> None:
     target = tmp_path / "secret.json"
     args: dict[str, Any] = {"path": str(target), "values": {"k": "v"}, "mode": "0600"}

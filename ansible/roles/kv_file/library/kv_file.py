@@ -684,12 +684,16 @@ def main():
     )
     p = module.params
     path = os.path.abspath(p["path"])
-    if p["operation"] == "write":
-        result = op_write(module, path, p["format"], p["values"], p["mode"])
-    elif p["operation"] == "remove":
-        result = op_remove(module, path)
-    else:
-        result = op_backup(module, path, p["backup_dir"])
+    try:
+        if p["operation"] == "write":
+            result = op_write(module, path, p["format"], p["values"], p["mode"])
+        elif p["operation"] == "remove":
+            result = op_remove(module, path)
+        else:
+            result = op_backup(module, path, p["backup_dir"])
+    except OSError as exc:  # permission denied, not a directory, disk full...
+        where = exc.filename or path
+        module.fail_json(msg="%s: %s" % (where, exc.strerror or exc), path=path)
     module.exit_json(**result)
 
 
