@@ -25,6 +25,7 @@ from runner_agent.state import State, StateStore
 from runner_agent.tasks import Task
 
 __all__ = [
+    "Interrupted",
     "RunContext",
     "digest",
     "effective_version",
@@ -55,6 +56,23 @@ class RunContext:
 
 class _Unresolved(Exception):
     """A placeholder of the task could not be resolved."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM (GitLab cancelling or killing the job).
+
+    ``reports`` has one report per task all the same: the finished ones as they ended, the
+    one that was running as an error (no state written: the next run does it again), the
+    rest as skipped. Raised by :func:`run_tasks`; a caller that does not catch it sees the
+    KeyboardInterrupt it is.
+    """
+
+    def __init__(self, reports: list[Report]) -> None:
+        super().__init__("interrupted")
+        self.reports = reports
+
+
+INTERRUPTED = "interrupted before it finished (Ctrl-C or SIGTERM): no state was written"
 
 
 def effective_version(task: Task, agent: Agent) -> str:
@@ -119,7 +137,7 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
     outputs it reads, is skipped."""
     ctx.redactor = Redactor(resolve_env(tasks, ctx.environ))
     broken: set[str] = set()
-    reports = []
+    reports: list[Report] = []
     for task in tasks:
         blocked = broken & {task.identity, *task.outputs_from}
         if blocked:
@@ -127,11 +145,38 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
                 task, ctx, f"skipped: {', '.join(sorted(blocked))} failed earlier"
             )
         else:
-            report = run_task(task, ctx)
+            started = ctx.clock()
+            try:
+                report = run_task(task, ctx)
+            except KeyboardInterrupt as exc:
+                reports.append(_interrupted_report(task, ctx, started))
+                reports.extend(
+                    skipped_report(t, ctx, "skipped: the run was interrupted")
+                    for t in tasks[len(reports) :]
+                )
+                raise Interrupted(reports) from exc
         if report.status is not Status.SUCCESS:
             broken.add(task.identity)
         reports.append(report)
     return reports
+
+
+def _interrupted_report(task: Task, ctx: RunContext, started: datetime) -> Report:
+    finished = ctx.clock()
+    agent = ctx.registry.get(task.agent)
+    report = Report(
+        task.identity,
+        task.agent,
+        effective_version(task, agent),
+        Status.ERROR,
+        error=INTERRUPTED,
+        started=started.isoformat(),
+        finished=finished.isoformat(),
+        duration=round((finished - started).total_seconds(), 3),
+        source=task.where,
+        **_links(ctx),
+    )
+    return _redacted(report, ctx.redactor)
 
 
 def skipped_report(task: Task, ctx: RunContext, why: str) -> Report:

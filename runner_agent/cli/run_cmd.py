@@ -35,7 +35,13 @@ from runner_agent.report import (
     merge_reports,
     table,
 )
-from runner_agent.runtime import RunContext, resolve_env, run_tasks, skipped_report
+from runner_agent.runtime import (
+    Interrupted,
+    RunContext,
+    resolve_env,
+    run_tasks,
+    skipped_report,
+)
 from runner_agent.state import LocalStateStore, StateStore, default_state_dir
 from runner_agent.tasks import load_tasks
 
@@ -91,12 +97,19 @@ def _blocked_by(after: Sequence[Path]) -> str:
     return ""
 
 
-def _finish(reports: list[Report], report_path: Path | None, dotenv_path: Path | None) -> None:
+def _deliver(
+    reports: list[Report], report_path: Path | None, dotenv_path: Path | None, job: Any
+) -> None:
+    """Write the report files, and in a job upload the reports to the dispatch."""
     if report_path:
         _write_reports(report_path, reports)
     if dotenv_path:
         dotenv_path.parent.mkdir(parents=True, exist_ok=True)
         dotenv_path.write_text(dotenv(reports[0].to_dict()), encoding="utf-8")
+    if job is not None:
+        from runner_agent.bundle import publish_reports
+
+        publish_reports([r.to_dict() for r in reports], job, _warn)  # warns, never fails
 
 
 @click.command()
@@ -212,12 +225,12 @@ def run(
         reports = [skipped_report(t, ctx, blocked) for t in tasks]
     else:
         remember_secrets(resolve_env(tasks, os.environ))
-        reports = run_tasks(tasks, ctx)
-    _finish(reports, report_path, dotenv_path)
-    if job is not None:
-        from runner_agent.bundle import publish_reports
-
-        publish_reports([r.to_dict() for r in reports], job, _warn)  # warns, never fails
+        try:
+            reports = run_tasks(tasks, ctx)
+        except Interrupted as exc:  # cancelled or killed: still say what happened, then stop
+            _deliver(exc.reports, report_path, dotenv_path, job)
+            raise
+    _deliver(reports, report_path, dotenv_path, job)
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:

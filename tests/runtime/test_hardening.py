@@ -38,7 +38,9 @@ def run(ctx: RunContext, *items: dict[str, Any]) -> list[Any]:
 
 def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
     task = tmp_path / "t.yml"
-    task.write_text(yaml.safe_dump(probe(config={"sleep": 60, "message": "${env:SIG_SECRET}"})))
+    sleeper = probe(config={"sleep": 60, "message": "${env:SIG_SECRET}"})
+    task.write_text(yaml.safe_dump([sleeper, probe(identity="edge/next")]))
+    report = tmp_path / "out" / "report.json"
     # a short folder: mitogen's socket goes into the private dir only when its path fits
     temp = Path(tempfile.mkdtemp(prefix="ra-sig-"))
     env = {**os.environ, "TMPDIR": str(temp), "SIG_SECRET": "sig-canary-4417"}
@@ -54,6 +56,8 @@ def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
             str(tmp_path / "state"),
             "--agents-path",
             str(FIXTURE_AGENTS),
+            "--report",
+            str(report),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -77,6 +81,13 @@ def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
     ]
     assert survivors == []
     assert not (tmp_path / "state" / "edge" / "probe.json").exists()
+    # the report still says what happened to every task: killed midway loses no report
+    text = report.read_text()
+    summary = json.loads(text)
+    statuses = [(r["identity"], r["status"]) for r in summary["reports"]]
+    assert statuses == [("edge/probe", "error"), ("edge/next", "skipped")]
+    assert "interrupted before it finished" in summary["reports"][0]["error"]
+    assert "sig-canary-4417" not in text
 
 
 def test_inventory_values_are_data_and_localhost_is_local(ctx: RunContext) -> None:
