@@ -78,6 +78,9 @@ FETCH_JOB = "runner-agent-fetch"
 INDEX_ID = "RUNNER_AGENT_INDEX_PIPELINE_ID"
 INDEX_SOURCE = {"pipeline": f"${INDEX_ID}", "job": FETCH_JOB}
 COLLECT_TIMEOUT = "10m"
+# the collect job's HTML report, linked from a merge request's page; GitLab wants letters,
+# digits, '-', '_' and spaces here, and paths without '*', variables or a leading './'
+EXPOSE_AS = "runner-agent report"
 
 # plain only what every YAML 1.1 and 1.2 reader takes for a string: no number, date, bool,
 # null, .inf or .nan can start with a letter, '_', '/' or '.' followed by a non-digit
@@ -378,6 +381,7 @@ def render_child(
     for number, part in enumerate(parts, start=1):
         suffix = f"-{number}" if len(parts) > 1 else ""
         summary = f"{opts.workdir}/summary{suffix}.json"
+        page = f"{opts.workdir}/report{suffix}.html"
         collect_tags = opts.default_tags or jobs[part[0]].tags
         text = env.get_template("child.yml.j2").render(
             blocks=[_Yaml(blocks[i]) for i in part],
@@ -387,9 +391,10 @@ def render_child(
                 "timeout": COLLECT_TIMEOUT,
                 "script": [
                     f"{opts.runner_agent_cmd} collect '{opts.workdir}/reports' "
-                    f"--summary '{summary}' --expect {len(part)}"
+                    f"--summary '{summary}' --html '{page}' --expect {len(part)}"
                 ],
-                "paths": [summary],
+                "expose_as": EXPOSE_AS,
+                "paths": [summary, page],
             },
             retry_when=RETRY_WHEN,
             variables=dict(opts.variables),

@@ -22,6 +22,7 @@ __all__ = [
     "Report",
     "Status",
     "TaskResult",
+    "atomic_write",
     "dotenv",
     "load_report",
     "merge_reports",
@@ -140,12 +141,14 @@ class Report:
         """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths."""
         path.parent.mkdir(parents=True, exist_ok=True)
         junit_path = path.with_name(path.name.removesuffix(".json") + ".junit.xml")
-        _atomic_write(path, self.to_json())
-        _atomic_write(junit_path, junit([self]))
+        atomic_write(path, self.to_json())
+        atomic_write(junit_path, junit([self]))
         return path, junit_path
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it, so a reader sees
+    the old file or the new one, never half of one. Raises OSError."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

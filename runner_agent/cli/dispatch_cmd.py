@@ -20,6 +20,7 @@ from runner_agent.dispatch import Dispatcher, Handle, TriggerMode, from_environ,
 from runner_agent.errors import InvalidInput, Problem
 from runner_agent.follow import DispatchReports, DispatchStatus, progress_printer
 from runner_agent.report import load_report, table
+from runner_agent.report_html import write_html
 from runner_agent.stackl import invocation_to_tasks
 from runner_agent.tasks import Task, load_tasks, parse_duration
 
@@ -45,6 +46,18 @@ def gitlab_options(func: F) -> F:
         "in a job: CI_PROJECT_ID]",
     )
     return project(section_option(func))
+
+
+def html_option(help_text: str) -> Callable[[F], F]:
+    """--html FILE: the reports as one HTML page, besides what the command prints."""
+    return click.option(
+        "--html",
+        "html_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help_text + " It shows counts by status, a row per task (failures first), then "
+        "per task its hosts, failed Ansible tasks, drift per host and outputs. Self-contained "
+        "(no script, nothing fetched); replaced atomically.",
+    )
 
 
 def _wait_and_report(
@@ -208,6 +221,9 @@ def dispatch(
             click.echo(f"dispatched {handle.dispatch_id}: {handle.web_url}")
             click.echo(handle.encode())
         return 0
+    # stdout stays the reports; the handle goes to stderr, for `wait` after a timeout
+    click.echo(f"dispatched {handle.dispatch_id}: {handle.web_url}", err=True)
+    click.echo(handle.encode(), err=True)
     return _wait_and_report(dispatcher, handle, deadline, interval, output)
 
 
@@ -252,15 +268,27 @@ def wait(
 
 @click.command()
 @click.argument("handle")
+@html_option("Also write the reports as one HTML page here, to open in a browser.")
 @section_option
 @output_option
-def reports(handle: str, section: str | None, output: str) -> int:
+def reports(handle: str, html_path: Path | None, section: str | None, output: str) -> int:
     """Print every task's report of a finished dispatch (one request, usually).
 
     Exit 0 when every task succeeded, 1 when one failed or the dispatch is not finished.
+
+    \b
+    Examples:
+      runner-agent reports handle.json
+      runner-agent reports handle.json -o json > summary.json
+      runner-agent reports handle.json --html report.html    # then open it in a browser
     """
     dispatcher, found = _for_handle(handle, section)
-    return _print_reports(dispatcher.reports(found), output)
+    got = dispatcher.reports(found)
+    code = _print_reports(got, output)
+    if html_path:
+        title = f"runner-agent dispatch {found.dispatch_id}"
+        write_html(html_path, list(got.reports), title=title, summary=got.summary)
+    return code
 
 
 @click.command()
@@ -284,8 +312,12 @@ def cancel(handle: str, section: str | None, output: str) -> int:
     show_default=True,
     help="Also write the merged summary here (the job's artifact).",
 )
+@html_option(
+    "Also write the merged reports as one HTML page here: the agent project's job writes "
+    ".runner-agent/report.html, linked as 'runner-agent report' from a merge request."
+)
 @output_option
-def summarize_cmd(file: Path, output: str) -> int:
+def summarize_cmd(file: Path, html_path: Path | None, output: str) -> int:
     """The agent project's last job: merge the summaries of a split dispatch into one.
 
     Reads RA_DISPATCH_ID and the job's predefined variables; exits like the tasks.
@@ -297,6 +329,9 @@ def summarize_cmd(file: Path, output: str) -> int:
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     found = [load_report(r) for r in merged["reports"]]
+    if html_path:
+        title = f"runner-agent dispatch {ctx.dispatch_id}"
+        write_html(html_path, found, title=title, summary=merged)
     if output == "json":
         print_json(merged)
     else:

@@ -276,14 +276,32 @@ def _read_reports(paths: Sequence[Path]) -> list[Report]:
     help="How many task reports there must be; fewer makes the summary an error "
     "(a killed job, or a dead runner, leaves none).",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the reports as one HTML page here, to open in a browser: counts by "
+    "status, a row per task (failures first), then per task its hosts, failed Ansible "
+    "tasks, drift per host and outputs. Self-contained (no script, nothing fetched); "
+    "replaced atomically.",
+)
 @output_option
 def collect(
-    paths: tuple[Path, ...], summary_path: Path | None, expect: int | None, output: str
+    paths: tuple[Path, ...],
+    summary_path: Path | None,
+    expect: int | None,
+    html_path: Path | None,
+    output: str,
 ) -> int:
     """Merge reports (files, or folders searched for *.json) into one summary.
 
     The last job of a rendered pipeline runs this with `when: always`, so the summary names
     every task's outcome, failures included. Exits like `run`.
+
+    \b
+    Examples:
+      runner-agent collect out/ --summary out/summary.json --expect 3
+      runner-agent collect out/ --html report.html    # then open report.html in a browser
     """
     reports = _read_reports(paths)
     summary = merge_reports(reports, expected=expect)
@@ -295,6 +313,10 @@ def collect(
             from runner_agent.bundle import publish_summary
 
             publish_summary(summary_path.name, summary, job, _warn)  # warns, never fails
+    if html_path:
+        from runner_agent.report_html import write_html
+
+        write_html(html_path, reports, summary=summary)
     if output == "json":
         print_json(summary)
     else:

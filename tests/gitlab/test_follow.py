@@ -244,6 +244,24 @@ def test_cli_round_trip_with_a_handle_file_and_exit_codes(
         assert CANARY_TOKEN not in text and CANARY_SECRET not in text
 
 
+def test_cli_reports_html_writes_the_page_beside_the_table(
+    fake: FakeGitLab, run_cli: RunCli, handle: Handle, tmp_path: Path
+) -> None:
+    fake.put_package(
+        DISPATCH_PACKAGE,
+        handle.dispatch_id,
+        "summary.json",
+        dump(summary(Status.SUCCESS, Status.FAILED)),
+    )
+    page = tmp_path / "out" / "report.html"
+    code, out, _ = run_cli("reports", handle.encode(), "--html", str(page))
+    assert code == 1 and "acme/t1" in out  # exit code and table as without --html
+    text = page.read_text(encoding="utf-8")
+    assert f"<title>runner-agent dispatch {handle.dispatch_id}</title>" in text
+    assert '<details class="task s-failed" id="task-2" open>' in text and "boom" in text
+    assert CANARY_TOKEN not in text
+
+
 def test_cli_handle_problems_are_exit_2_and_gitlab_problems_exit_4(
     fake: FakeGitLab, run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

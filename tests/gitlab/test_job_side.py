@@ -170,6 +170,28 @@ def test_summarize_cli_in_a_job(
     assert code == 2 and "inside a GitLab job" in err
 
 
+def test_summarize_cli_html_writes_the_page(
+    fake: FakeGitLab,
+    run_cli: RunCli,
+    registry: AgentRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bundle = build_bundle(make_tasks(registry, kv_task(), kv_task("acme/db")), ref="main")
+    fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "bundle.json", bundle.data)
+    fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "summary.json", _summary("acme/web"))
+    for key, value in {**JOB_ENV, "RA_DISPATCH_ID": bundle.dispatch_id}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("GITLAB_TOKEN")  # the job token is enough
+    page = tmp_path / "report.html"
+    code, _, _ = run_cli("summarize", "--file", str(tmp_path / "s.json"), "--html", str(page))
+    assert code == 1  # acme/db never reported
+    text = page.read_text(encoding="utf-8")
+    assert f"runner-agent dispatch {bundle.dispatch_id}" in text
+    assert '<details class="task s-error" id="task-2" open>' in text
+    assert "no report arrived from its job" in text and "acme/web" in text
+
+
 # --- state ---------------------------------------------------------------------------------
 
 

@@ -68,6 +68,8 @@ def test_child_pipeline_runs_tasks_in_order_and_collects_a_failure(
     assert summary["tasks"] == 5 and summary["missing"] == 0
     assert [f["identity"] for f in summary["failed"]] == ["acme/broken"]
     assert summary["counts"] == {"success": 3, "failed": 1, "skipped": 1}
+    page = (ci.repo / ".runner-agent" / "report.html").read_text(encoding="utf-8")
+    assert 'class="task s-failed" id="task-4" open>' in page  # the page, failures open
     follower = ci.json(".runner-agent/reports/0004.json")
     assert follower["status"] == "skipped" and "ended failed" in follower["error"]
     # the other tasks changed their endpoints, the same identity in task order, data literal

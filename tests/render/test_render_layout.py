@@ -88,7 +88,7 @@ def test_script_runs_the_task_file_and_writes_report_and_dotenv(mixed: list[Task
     collect = _job(doc, "runner-agent-collect")
     assert collect["script"] == [
         "runner-agent collect '.runner-agent/reports' "
-        "--summary '.runner-agent/summary.json' --expect 4"
+        "--summary '.runner-agent/summary.json' --html '.runner-agent/report.html' --expect 4"
     ]
 
 
@@ -110,9 +110,13 @@ def test_collect_job_runs_always_after_every_task(mixed: list[Task]) -> None:
     assert collect["tags"] == ["acme-dc1"]
     assert collect["script"] == [
         "runner-agent collect '.runner-agent/reports' "
-        "--summary '.runner-agent/summary.json' --expect 4"
+        "--summary '.runner-agent/summary.json' --html '.runner-agent/report.html' --expect 4"
     ]
-    assert collect["artifacts"] == {"when": "always", "paths": [".runner-agent/summary.json"]}
+    assert collect["artifacts"] == {
+        "when": "always",
+        "expose_as": "runner-agent report",
+        "paths": [".runner-agent/summary.json", ".runner-agent/report.html"],
+    }
     assert pipeline.summary == ".runner-agent/summary.json"
 
 
