@@ -1,6 +1,7 @@
-"""Checks that keep the docs honest: links resolve, named commands exist, references are
-complete (every task field, every shipped agent's options and commands), and the README
-states every exit code.
+"""Checks that keep the docs honest: links resolve, named commands and the options written
+after them exist, named RUNNER_AGENT_* settings are read by the code, references are complete
+(every task field, every shipped agent's options and commands, how to write an agent), the
+README links every topic page and states every exit code.
 
 The docs may name only the CLI commands in DOC_COMMANDS, and each of them must be registered.
 When a command is added to the CLI, add it here before the docs name it.
@@ -47,6 +48,7 @@ DOC_COMMANDS = (
 # Text that reads like `runner-agent <command>` but names no command, and what it is.
 NOT_COMMANDS = {
     "cycle": "`runner-agent cycle <identity>`, the description of a cycle pipeline schedule",
+    "report": "`runner-agent report`, the name the pipelines expose the HTML report under",
 }
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -116,10 +118,38 @@ def _links(page: Path) -> Iterator[tuple[int, str]]:
             yield number, match.group(1)
 
 
+# The topics the docs must cover, each on its own page, each linked from the README.
+TOPIC_PAGES = (
+    "quickstart",
+    "tasks",
+    "agents",
+    "lifecycle",
+    "reports",
+    "stackl",
+    "scaling",
+    "security",
+    "agent-project",
+    "dispatch",
+)
+
+
 def test_the_pages_exist() -> None:
     names = {p.name for p in PAGES}
-    for page in ("quickstart", "tasks", "agents", "lifecycle", "reports", "security"):
+    for page in TOPIC_PAGES:
         assert f"{page}.md" in names, f"docs/{page}.md is missing"
+
+
+def test_readme_links_every_topic_page() -> None:
+    linked = {target.partition("#")[0] for _, target in _links(ROOT / "README.md")}
+    missing = [p for p in TOPIC_PAGES if f"docs/{p}.md" not in linked]
+    assert not missing, f"README.md's documentation list does not link: {missing}"
+
+
+def test_writing_an_agent_is_documented() -> None:
+    text = (DOCS / "agents.md").read_text(encoding="utf-8")
+    section = _section(text, "Writing an agent")
+    for needed in ("meta/runner_agent.yml", "meta/argument_specs.yml", "tasks/<command>.yml"):
+        assert needed in section, f"docs/agents.md 'Writing an agent' does not explain {needed}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=_rel)
@@ -157,6 +187,63 @@ def test_docs_name_only_known_commands(page: Path) -> None:
         "commands the CLI does not have (or that are missing from DOC_COMMANDS):\n"
         + "\n".join(unknown)
     )
+
+
+def _options(command: click.Command) -> set[str]:
+    names = {"--help", "-h"}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            names.update(param.opts)
+            names.update(param.secondary_opts)
+    return names
+
+
+# Where a command line ends inside a code span or line: a shell separator or a comment.
+_COMMAND_END = re.compile(r"\s(?:;|\||&&|>|2>|#)\s|;|\$\(")
+_OPTION = re.compile(r"(--?[A-Za-z][\w-]*)(?:=.*)?")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_docs_name_only_options_the_commands_have(page: Path) -> None:
+    """`runner-agent CMD ... --option`: every option written after a command is one of its own
+    (or, for a group such as `schedule`, of the subcommand named next)."""
+    ctx = click.Context(cli)
+    unknown = []
+    for number, code in _code(page):
+        for match in _MENTION.finditer(code):
+            command = cli.get_command(ctx, match.group(1))
+            if command is None:
+                continue  # test_docs_name_only_known_commands reports it
+            words = _COMMAND_END.split(code[match.end() :], maxsplit=1)[0].split()
+            if isinstance(command, click.Group) and words and words[0] in command.commands:
+                command = command.commands[words[0]]
+                words = words[1:]
+            known = _options(command)
+            for word in words:
+                option = _OPTION.fullmatch(word.strip("[]'\"(),"))
+                if option and option.group(1) not in known:
+                    unknown.append(
+                        f"{_rel(page)}:{number}: runner-agent {match.group(1)} {option.group(1)}"
+                    )
+    assert not unknown, "options the commands do not have:\n" + "\n".join(unknown)
+
+
+_SETTING = re.compile(r"\bRUNNER_AGENT_[A-Z0-9_]+\b")
+
+
+def test_docs_name_only_settings_the_code_reads() -> None:
+    """Every RUNNER_AGENT_* variable the docs name appears in the package or its templates."""
+    sources = [*(ROOT / "runner_agent").rglob("*.py"), *(ROOT / "templates").rglob("*")]
+    read = set(
+        _SETTING.findall("\n".join(p.read_text(encoding="utf-8") for p in sources if p.is_file()))
+    )
+    named = {
+        (name, _rel(page))
+        for page in PAGES
+        for name in _SETTING.findall(page.read_text(encoding="utf-8"))
+    }
+    unknown = sorted(f"{page}: {name}" for name, page in named if name not in read)
+    assert not unknown, "variables the code never reads:\n" + "\n".join(unknown)
 
 
 def _schema_fields(schema: dict[str, Any], node: dict[str, Any], prefix: str = "") -> list[str]:
