@@ -8,7 +8,8 @@ Faults are queued per route and consumed one per matching request:
 ``429`` (refused, with Retry-After), ``500``/``502``/``503`` (refused), the same with ``!``
 (``500!``: GitLab did the work, then the answer failed), ``reset`` / ``reset!`` (connection
 dropped before / after the work), ``timeout!`` (the work was done, the answer never came) and
-``connect-timeout`` (never sent).
+``connect-timeout`` (never sent). A fault injected with ``caller="job"`` (or ``"private"``)
+waits for a request made with a job token (or an access token).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class FakeGitLab:
     token: str = CANARY_TOKEN
     base: str = "http://localhost"
     trigger_token: str = "glptt-trigger-CANARY"
+    job_token: str | None = None  # when set, JOB-TOKEN must be this one (not ``token``)
+    retry_after: str = "3"  # seconds in the Retry-After header of an injected 429
     echo_token_in_errors: bool = False  # a hostile server that quotes the token back
     name_pipelines: bool = True  # the agent project sets workflow:name
     delay: dict[str, float] = field(default_factory=dict)  # route -> seconds before answering
@@ -95,14 +98,18 @@ class FakeGitLab:
     jobs: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     artifacts: dict[int, bytes] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
-    faults: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    faults: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict)
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- test helpers ---------------------------------------------------------------------
 
-    def inject(self, method: str, route: str, *faults: str) -> None:
-        self.faults.setdefault((method, route), []).extend(faults)
+    def inject(self, method: str, route: str, *faults: str, caller: str | None = None) -> None:
+        """Queue faults for a route; ``caller`` "job" or "private" picks whose requests."""
+        self.faults.setdefault((method, route, caller), []).extend(faults)
+
+    def pending_faults(self) -> list[str]:
+        return [f for queue in self.faults.values() for f in queue]
 
     def routed(self, route: str, method: str | None = None) -> list[Call]:
         return [
@@ -177,14 +184,15 @@ class FakeGitLab:
         call = Call(method, unquote(path), parse_qs(parts.query), body, dict(headers))
         route, match = self._route(method, path)
         call.route = route
+        caller = "job" if "JOB-TOKEN" in headers else "private"
         with self.lock:
             self.calls.append(call)
-            fault = self._take_fault(method, route)
+            fault = self._take_fault(method, route, caller)
         time.sleep(self.delay.get(route, 0.0))
         sent = headers.get("PRIVATE-TOKEN", headers.get("JOB-TOKEN", ""))
         if fault and not fault.endswith("!"):
             return self._refuse(fault, sent)
-        if sent != self.token:
+        if not self._authorized(caller, sent):
             return self._error(401, sent=sent)
         if match is None:
             return self._error(404, "404_pipeline")
@@ -205,9 +213,17 @@ class FakeGitLab:
                 return name, found
         return "unknown", None
 
-    def _take_fault(self, method: str, route: str) -> str:
-        queue = self.faults.get((method, route))
-        return queue.pop(0) if queue else ""
+    def _authorized(self, caller: str, sent: str) -> bool:
+        if caller == "job" and self.job_token is not None:
+            return sent == self.job_token
+        return sent == self.token
+
+    def _take_fault(self, method: str, route: str, caller: str) -> str:
+        for key in ((method, route, caller), (method, route, None)):
+            queue = self.faults.get(key)
+            if queue:
+                return queue.pop(0)
+        return ""
 
     def _refuse(self, fault: str, sent: str) -> Answer | Exception:
         if fault == "reset":
@@ -216,7 +232,7 @@ class FakeGitLab:
             return requests.exceptions.ConnectTimeout("connect timed out")
         if fault == "timeout":
             return requests.exceptions.ReadTimeout("read timed out")
-        extra = {"Retry-After": "3"} if fault == "429" else {}
+        extra = {"Retry-After": self.retry_after} if fault == "429" else {}
         return self._error(int(fault), fault, extra, sent)
 
     def _error(

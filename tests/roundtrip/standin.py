@@ -1,0 +1,321 @@
+"""A GitLab stand-in that runs the pipelines it is asked to create.
+
+:class:`GitLabStandIn` is the stateful fake of ``tests/gitlab`` (GitLab's documented answers,
+fault injection) served over HTTP on 127.0.0.1, plus what a GitLab instance and its runners do
+with a new pipeline: check out the agent project (a git repository built from the shipped
+template), run the pipeline with ``gitlab-ci-local``'s shell executor, its jobs calling back
+into the stand-in with a job token, and record the outcome as GitLab would show it: pipeline
+status, jobs, the bridge to the child pipeline, the collect job's artifacts archive.
+
+The project's CI/CD variables (``GITLAB_CI``, ``CI_SERVER_URL``, ``CI_PROJECT_ID``,
+``CI_JOB_TOKEN``, ...) reach every job, child pipelines included, through gitlab-ci-local's
+variables file, as a project's variables reach every job on GitLab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fake_gitlab import PROJECT_ID, PROJECT_PATH, Answer, Call, FakeGitLab, fixture
+
+from runner_agent.resources import templates_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / "tools" / "node_modules" / ".bin"
+ENGINE = TOOLS / "gitlab-ci-local"
+JOB_TOKEN = "glcbt-CANARY-job-token-5150"
+Cli = Callable[..., tuple[int, str, str]]  # runner-agent's CLI: (exit code, stdout, stderr)
+GIT = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
+# gitlab-ci-local's log: "\t[bridge] -> name  ..." while a child's job runs, and at the end
+# " PASS  name" / " FAIL  name" / " WARN  name" (a child's jobs with or without "[bridge] -> ")
+_CHILD_LINE = re.compile(r"^\t\[(?P<bridge>[^\]]+)\] -> (?P<name>\S+)\s")
+_RESULT = re.compile(r"^ (PASS|FAIL|WARN) {2}(?:\[[^\]]+\] -> )?(?P<name>\S+)\s*$")
+_STATUS = {"PASS": "success", "FAIL": "failed", "WARN": "success"}
+
+
+def agent_project(path: Path, files: dict[str, str] | None = None) -> Path:
+    """The agent project's repository: the shipped pipeline as .gitlab-ci.yml, committed."""
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=path, check=True)
+    pipeline = (templates_dir() / "agent-project.gitlab-ci.yml").read_text(encoding="utf-8")
+    for name, text in {".gitlab-ci.yml": pipeline, **(files or {})}.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    subprocess.run([*GIT, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "agent project"], cwd=path, check=True)
+    return path
+
+
+@dataclass
+class Run:
+    """One pipeline being run by gitlab-ci-local."""
+
+    pipeline_id: int
+    checkout: Path
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    canceled: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Kill:
+    """A fault for the runner side: the job running ``task_file`` dies midway."""
+
+    task_file: str  # as the job's command line names it, such as "0002.json"
+    sig: signal.Signals
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class GitLabStandIn(FakeGitLab):
+    project_repo: Path = Path()
+    workdir: Path = Path()
+    runner_env: dict[str, str] = field(default_factory=dict)  # the runner's environment
+    variables: dict[str, str] = field(default_factory=dict)  # extra project CI/CD variables
+    runs: dict[int, Run] = field(default_factory=dict)
+    kills: list[Kill] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.job_token = JOB_TOKEN
+
+    # --- test helpers ---------------------------------------------------------------------
+
+    def kill_job_midway(self, task_file: str, sig: signal.Signals = signal.SIGTERM) -> Kill:
+        """Kill the job that runs ``task_file`` once its Ansible run has started: SIGTERM as a
+        runner stopping a job, SIGKILL (the whole process tree) as a machine dying."""
+        kill = Kill(task_file, sig)
+        self.kills.append(kill)
+        return kill
+
+    def wait_idle(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        for run in list(self.runs.values()):
+            assert run.done.wait(max(deadline - time.monotonic(), 0)), f"{run} still running"
+
+    def job_calls(self) -> list[Call]:
+        return [c for c in self.calls if "JOB-TOKEN" in c.headers]
+
+    # --- pipelines --------------------------------------------------------------------------
+
+    def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        answer = super()._do_create_pipeline_post(m, call)
+        self._start(answer, call)
+        return answer
+
+    def _do_trigger_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        answer = super()._do_trigger_pipeline_post(m, call)
+        self._start(answer, call)
+        return answer
+
+    def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
+        run = self.runs.get(int(m["id"]))
+        if run is not None and run.process is not None and not run.done.is_set():
+            run.canceled = True  # GitLab stops the jobs: the runner sends SIGTERM
+            os.killpg(run.process.pid, signal.SIGTERM)
+        return super()._do_cancel_post(m, call)
+
+    def _start(self, answer: Answer, call: Call) -> None:
+        status, _, data = answer
+        if status != 201:
+            return
+        pipeline = json.loads(data)
+        body = call.json() or {}
+        pid = int(pipeline["id"])
+        checkout = self.workdir / f"p{pid}"
+        subprocess.run(
+            ["git", "clone", "-q", "--branch", pipeline["ref"], str(self.project_repo), checkout],
+            check=True,
+        )
+        origin = f"{self.base}/{PROJECT_PATH}.git"
+        subprocess.run(["git", "remote", "set-url", "origin", origin], cwd=checkout, check=True)
+        run = Run(pid, checkout, self.workdir / f"p{pid}.log")
+        self.runs[pid] = run
+        threading.Thread(target=self._execute, args=(run, body), daemon=True).start()
+
+    def _project_variables(self) -> dict[str, str]:
+        return {
+            "GITLAB_CI": "true",
+            "CI_SERVER_URL": self.base,
+            "CI_API_V4_URL": f"{self.base}/api/v4",
+            "CI_PROJECT_ID": str(PROJECT_ID),
+            "CI_JOB_TOKEN": JOB_TOKEN,
+            **self.variables,
+        }
+
+    def _command(self, run: Run, body: dict[str, Any]) -> list[str]:
+        variables_file = self.workdir / f"p{run.pipeline_id}-variables.yml"
+        variables_file.write_text(yaml.safe_dump(self._project_variables()), encoding="utf-8")
+        command = [
+            str(ENGINE),
+            "--no-color",
+            f"--home={self.workdir / 'gcl-home'}",
+            f"--variables-file={variables_file}",
+            f"--ignore-predefined-vars={','.join(self._project_variables())}",
+        ]
+        for key, value in (body.get("inputs") or {}).items():
+            command.append(f"--input={key}={value}")
+        trigger_variables = body.get("variables") or {}
+        if isinstance(trigger_variables, list):  # POST /pipeline: [{"key", "value"}]
+            trigger_variables = {v["key"]: v["value"] for v in trigger_variables}
+        command.extend(f"--variable={k}={v}" for k, v in trigger_variables.items())
+        return command
+
+    def _execute(self, run: Run, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.pipelines[run.pipeline_id]["status"] = "running"
+        with run.log.open("wb") as log:
+            run.process = subprocess.Popen(
+                self._command(run, body),
+                cwd=run.checkout,
+                env=self.runner_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            watcher = threading.Thread(target=self._watch_kills, args=(run,), daemon=True)
+            watcher.start()
+            code = run.process.wait(timeout=300)
+        with self.lock:
+            self._record_jobs(run)
+            bridges = self.bridges.get(run.pipeline_id, [])
+            failed = code != 0 or any(b["status"] == "failed" for b in bridges)
+            status = "canceled" if run.canceled else ("failed" if failed else "success")
+            self.pipelines[run.pipeline_id]["status"] = status
+        run.done.set()
+
+    # --- what GitLab shows afterwards -------------------------------------------------------
+
+    def _record_jobs(self, run: Run) -> None:
+        """Jobs, bridges and child pipelines from gitlab-ci-local's log, as GitLab lists them:
+        a bridge (trigger job) is not a job, and with ``strategy: depend`` it takes its child
+        pipeline's status."""
+        lines = run.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        in_child = {m["name"]: m["bridge"] for line in lines if (m := _CHILD_LINE.match(line))}
+        results = {m["name"]: _STATUS[m[1]] for line in lines if (m := _RESULT.match(line))}
+        children: dict[str, list[tuple[str, str]]] = {}
+        for name, status in results.items():
+            if name in in_child:
+                children.setdefault(in_child[name], []).append((name, status))
+        for name, status in results.items():
+            if name in in_child:
+                continue
+            if name in children:
+                self._child(run, name, children[name])
+            else:
+                self._job(run, run.pipeline_id, name, status)
+
+    def _child(self, run: Run, bridge_name: str, jobs: list[tuple[str, str]]) -> None:
+        failed = any(status == "failed" for _, status in jobs)
+        child = self._new_pipeline({"ref": "main"}, name=None, source="parent_pipeline")
+        child["status"] = "failed" if failed else "success"
+        bridge = copy.deepcopy(fixture("bridges")[0])
+        bridge.update(id=self._id(), name=bridge_name, status=child["status"])
+        bridge["pipeline"]["id"] = run.pipeline_id
+        bridge["downstream_pipeline"].update(
+            {"id": child["id"], "status": child["status"], "web_url": child["web_url"]}
+        )
+        self.bridges.setdefault(run.pipeline_id, []).append(bridge)
+        for name, status in jobs:
+            self._job(run, int(child["id"]), name, status)
+
+    def _job(self, run: Run, pipeline_id: int, name: str, status: str) -> None:
+        job = copy.deepcopy(fixture("jobs")[0])
+        job_id = self._id()
+        job.update(
+            id=job_id,
+            name=name,
+            status=status,
+            failure_reason="script_failure" if status == "failed" else None,
+            web_url=f"{self.base}/{PROJECT_PATH}/-/jobs/{job_id}",
+            artifacts=[],
+        )
+        job["pipeline"].update(id=pipeline_id, status=self.pipelines[pipeline_id]["status"])
+        kept = run.checkout / ".gitlab-ci-local" / "artifacts" / name
+        if kept.is_dir() and any(kept.rglob("*")):
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w") as zf:
+                for path in sorted(kept.rglob("*")):
+                    if path.is_file():
+                        zf.write(path, path.relative_to(kept).as_posix())
+            self.artifacts[job_id] = archive.getvalue()
+            job["artifacts"] = copy.deepcopy(fixture("jobs")[0]["artifacts"])
+            job["artifacts"][0]["size"] = len(self.artifacts[job_id])
+        self.jobs.setdefault(pipeline_id, []).append(job)
+
+    # --- runner-side faults -----------------------------------------------------------------
+
+    def _watch_kills(self, run: Run) -> None:
+        while not run.done.is_set() and run.process is not None and run.process.poll() is None:
+            for kill in self.kills:
+                if not kill.done.is_set():
+                    self._try_kill(run, kill)
+            time.sleep(0.1)
+
+    def _try_kill(self, run: Run, kill: Kill) -> None:
+        tree = _processes()
+        for pid, (_, cmdline, cwd) in tree.items():
+            program = Path(cmdline.split(" ", 1)[0]).name
+            if not cwd.startswith(str(run.checkout)) or not program.startswith("python"):
+                continue
+            if f"tasks/{kill.task_file}" not in cmdline or "runner-agent run" not in cmdline:
+                continue
+            below = _descendants(tree, pid)
+            if not any("ansible" in tree[p][1] for p in below):
+                return  # not midway yet
+            for victim in [pid, *below] if kill.sig == signal.SIGKILL else [pid]:
+                with contextlib.suppress(ProcessLookupError):  # ended on its own meanwhile
+                    os.kill(victim, kill.sig)
+            kill.done.set()
+            return
+
+
+def _processes() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, command line, working directory), for what /proc lets us read."""
+    found: dict[int, tuple[int, str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        found[int(entry.name)] = (ppid, cmdline.strip(), cwd)
+    return found
+
+
+def _descendants(tree: dict[int, tuple[int, str, str]], root: int) -> list[int]:
+    out: list[int] = []
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        kids = [pid for pid, (ppid, _, _) in tree.items() if ppid == parent]
+        out.extend(kids)
+        frontier.extend(kids)
+    return out
+
+
+def engine_ready() -> None:
+    assert ENGINE.exists(), f"{ENGINE} is missing: run `make setup` (npm install in tools/)"
+    assert shutil.which("rsync"), "gitlab-ci-local needs rsync: apt-get install rsync"
