@@ -30,7 +30,7 @@ from runner_agent.follow import (
     load_handle,
     to_phase,
 )
-from runner_agent.gitlab_api import GitLabAPI, connect
+from runner_agent.gitlab_api import GitLabAPI, connect, same_gitlab
 from runner_agent.inflight import (
     Coalescer,
     Entry,
@@ -234,12 +234,13 @@ class Dispatcher:
     def api_for(self, handle: Handle) -> GitLabAPI:
         """The client for the handle's project. Raises InvalidInput when the handle belongs to
         another GitLab than the one configured."""
-        if handle.gitlab_url.rstrip("/") != self.api.url:
+        if not same_gitlab(handle.gitlab_url, self.api.url):
             raise InvalidInput(
                 Problem(
                     "HANDLE",
                     f"the handle belongs to {handle.gitlab_url}, not to the configured "
-                    f"{self.api.url}",
+                    f"{self.api.url}: set GITLAB_URL and GITLAB_TOKEN for the handle's GitLab, "
+                    "or pass --gitlab-config-section",
                 )
             )
         return self.api.for_project(handle.project)
@@ -270,7 +271,6 @@ def from_environ(
         project=handle.project if handle else project,
         section=section,
         config_files=config_files,
-        default_url=handle.gitlab_url if handle else None,
     )
     return Dispatcher.for_machine(api, environ, **options)
 

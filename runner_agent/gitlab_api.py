@@ -69,6 +69,20 @@ class Connection:
     source: str
 
 
+def same_gitlab(a: str, b: str) -> bool:
+    """Whether two GitLab URLs name the same instance (scheme, host, port and path)."""
+
+    def key(url: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(url.strip())
+        path = parts.path.rstrip("/").removesuffix("/api/v4").rstrip("/")
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port, path
+
+    try:
+        return key(a) == key(b)
+    except ValueError:  # a bad port
+        return False
+
+
 def _base_url(url: str, what: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -80,15 +94,14 @@ def _base_url(url: str, what: str) -> str:
     return url.strip().rstrip("/").removesuffix("/api/v4")
 
 
-def resolve_connection(
-    environ: Mapping[str, str], default_url: str | None = None
-) -> Connection | None:
+def resolve_connection(environ: Mapping[str, str]) -> Connection | None:
     """The connection the environment names, or None (then a config file section is needed).
 
-    ``default_url`` (a handle's GitLab) serves when ``GITLAB_TOKEN`` comes without a URL.
+    A token goes only to the GitLab the environment names with it, never to one a handle or
+    any other input names: a crafted handle must not collect the token.
     """
     if environ.get("GITLAB_TOKEN"):
-        url = environ.get("GITLAB_URL") or environ.get("CI_SERVER_URL") or default_url
+        url = environ.get("GITLAB_URL") or environ.get("CI_SERVER_URL")
         if not url:
             raise InvalidInput(Problem("GITLAB_URL", "GITLAB_TOKEN is set but GITLAB_URL is not"))
         return Connection(_base_url(url, "GITLAB_URL"), environ["GITLAB_TOKEN"], "private", "env")
@@ -109,7 +122,6 @@ def connect(
     config_files: list[str] | None = None,
     retry_policy: RetryPolicy | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    default_url: str | None = None,
 ) -> GitLabAPI:
     """A :class:`GitLabAPI` for one project, configured as the module docstring says.
 
@@ -125,7 +137,7 @@ def connect(
         token = gl.private_token or gl.oauth_token or gl.job_token or ""
         conn = Connection(gl.url, token, "config", f"python-gitlab config section {section!r}")
     else:
-        found = resolve_connection(environ, default_url)
+        found = resolve_connection(environ)
         if found is None:
             raise InvalidInput(
                 Problem(
@@ -291,6 +303,20 @@ class GitLabAPI:
         """The latest file of that name. Raises NotFound when there is none."""
         path = f"{self._project_path}/packages/generic/{_pkg(package, version, file_name)}"
         return bytes(self._call("get", path).content)
+
+    def list_package_files(self, package: str, version: str) -> list[str]:
+        """The file names of a generic package version (GitLab 16.6+ filters by version); []
+        when there is no such package. Two requests, or more for many files."""
+        path = f"{self._project_path}/packages"
+        query = {"package_type": "generic", "package_name": package, "package_version": version}
+        names: list[str] = []
+        for found in self._get_all(path, query, limit=5):
+            # package_name is a fuzzy search, and older GitLab ignores package_version
+            if found.get("name") != package or found.get("version") != version:
+                continue
+            files = self._get_all(f"{path}/{int(found['id'])}/package_files")
+            names.extend(str(f.get("file_name", "")) for f in files)
+        return names
 
     # --- pipelines -----------------------------------------------------------------------------
 
