@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from runner_agent.bundle import check_ids, read_summary
+from runner_agent.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, check_ids, read_summary
 from runner_agent.errors import (
     EXIT_FAILED,
     GitLabError,
@@ -30,7 +30,7 @@ from runner_agent.errors import (
     TimedOut,
 )
 from runner_agent.gitlab_api import GitLabAPI, NotFound
-from runner_agent.report import Report, load_report, merge_reports
+from runner_agent.report import Report, account_for, load_report, merge_reports
 
 __all__ = [
     "Child",
@@ -179,7 +179,7 @@ class DispatchReports:
     handle: Handle
     summary: Mapping[str, Any]
     reports: tuple[Report, ...]
-    source: str  # "registry" or "artifacts"
+    source: str  # "registry" (the summary), "artifacts" or "registry reports" (per job)
 
     @property
     def ok(self) -> bool:
@@ -274,14 +274,19 @@ def reports(api: GitLabAPI, handle: Handle) -> DispatchReports:
                 f"pipeline {handle.pipeline_id} is {ended.status}: no summary yet "
                 f"({ended.web_url}); use runner-agent wait HANDLE"
             ) from None
-        found = _artifact_reports(api, handle.pipeline_id, 0)
+        # no summary (cancelled, or the last job never ran): the collect jobs' artifacts,
+        # else the reports the task jobs uploaded as they finished
+        found, source = _artifact_reports(api, handle.pipeline_id, 0), "artifacts"
+        if not found:
+            found, source = _uploaded_reports(api, handle.dispatch_id), "registry reports"
         if not found:
             raise TaskFailed(
                 f"pipeline {handle.pipeline_id} ended {ended.status} and no task reported: "
                 f"{ended.web_url}"
             ) from None
-        summary = merge_reports([load_report(r) for r in found])
-        source = "artifacts"
+        why = f"no report: the pipeline ended {ended.status} before this task's job reported"
+        got = [load_report(r) for r in found]
+        summary = merge_reports(account_for(_bundle_identities(api, handle), got, why))
     loaded = tuple(load_report(r) for r in summary.get("reports", []))
     return DispatchReports(handle, summary, loaded, source)
 
@@ -299,6 +304,29 @@ def _artifact_reports(api: GitLabAPI, pipeline_id: int, depth: int) -> list[dict
             if down.get("id"):
                 found.extend(_artifact_reports(api, int(down["id"]), depth + 1))
     return found
+
+
+def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[dict[str, Any]]:
+    """The reports task jobs uploaded to the dispatch's package (``report-<job>[-n].json``)."""
+    found: list[dict[str, Any]] = []
+    names = api.list_package_files(DISPATCH_PACKAGE, dispatch_id)
+    for name in sorted({n for n in names if n.startswith("report-") and n.endswith(".json")}):
+        try:
+            data = json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, name))
+        except (NotFound, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("identity"), str):
+            found.append(data)
+    return found
+
+
+def _bundle_identities(api: GitLabAPI, handle: Handle) -> list[str] | None:
+    """The identities of the dispatch's tasks, in order; None when the bundle is gone."""
+    try:
+        bundle = json.loads(api.get_package_file(DISPATCH_PACKAGE, handle.dispatch_id, BUNDLE_FILE))
+    except (NotFound, ValueError):
+        return None
+    return [str(t.get("identity")) for t in bundle.get("tasks", []) if isinstance(t, dict)]
 
 
 def _summary_reports(api: GitLabAPI, job_id: int) -> list[dict[str, Any]]:
@@ -321,20 +349,23 @@ def _summary_reports(api: GitLabAPI, job_id: int) -> list[dict[str, Any]]:
     return found
 
 
-def progress_printer(stream: IO[str]) -> Progress | None:
-    """A one-line progress display for a terminal; None when ``stream`` is not one (a pipe
-    or a file stays quiet)."""
+def progress_printer(stream: IO[str]) -> Progress:
+    """Progress while waiting: on a terminal one line rewritten at every poll; elsewhere (a
+    CI log, a file) a line each time the pipeline's status changes, so logs stay short."""
     isatty = getattr(stream, "isatty", None)
-    if not callable(isatty) or not isatty():
-        return None
+    live = callable(isatty) and bool(isatty())
+    last: list[str] = []
 
     def show(status: DispatchStatus, elapsed: float) -> None:
         minutes, seconds = divmod(int(elapsed), 60)
-        line = (
-            f"pipeline {status.handle.pipeline_id}: {status.phase.value} ({minutes}m{seconds:02d}s)"
-        )
-        end = "\n" if status.phase.terminal else ""
-        stream.write(f"\r\x1b[2K{line}{end}")
+        line = f"pipeline {status.handle.pipeline_id}: {status.status or status.phase.value}"
+        line += f" ({minutes}m{seconds:02d}s)"
+        if live:
+            end = "\n" if status.phase.terminal else ""
+            stream.write(f"\r\x1b[2K{line}{end}")
+        elif last[-1:] != [status.status]:
+            stream.write(line + "\n")
+        last[:] = [status.status]
         stream.flush()
 
     return show

@@ -22,6 +22,7 @@ __all__ = [
     "Report",
     "Status",
     "TaskResult",
+    "account_for",
     "atomic_write",
     "dotenv",
     "load_report",
@@ -330,6 +331,19 @@ def merge_reports(reports: Sequence[Report], expected: int | None = None) -> dic
         ],
         "reports": [r.to_dict() for r in reports],
     }
+
+
+def account_for(
+    expected: Sequence[str] | None, reports: Sequence[Report], why: str
+) -> list[Report]:
+    """``reports``, plus an error report (saying ``why``) for each expected identity that has
+    none: a task whose job never reported is never silently missing. ``expected`` lists the
+    dispatch's identities, once per task; None when unknown."""
+    missing = list(expected or ())
+    for r in reports:
+        if r.identity in missing:
+            missing.remove(r.identity)
+    return [*reports, *(Report(i, "", None, Status.ERROR, error=why) for i in missing)]
 
 
 def _first_failure(report: Report) -> str:

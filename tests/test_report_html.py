@@ -360,6 +360,26 @@ def test_collect_writes_the_page_and_keeps_its_exit_code(
     assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]  # no temporary left
 
 
+def test_run_html_shows_the_drift_a_real_cycle_found(tmp_path: Path) -> None:
+    target = tmp_path / "web.json"
+    task = tmp_path / "web.yml"
+    config = {"path": str(target), "values": {"port": 8080, "tls": "on"}}
+    task.write_text(yaml.safe_dump({"identity": "acme/web", "agent": "kv_file", "config": config}))
+    local = ["--local", "--state-dir", str(tmp_path / "state")]
+    assert main(["run", str(task), *local]) == 0
+    target.write_text(json.dumps({"port": 9090, "debug": True}))  # edited by hand
+    page = tmp_path / "cycle.html"
+    assert main(["run", str(task), *local, "--command", "cycle", "--html", str(page)]) == 0
+    web = details_by_identity(Page(page.read_text(encoding="utf-8")))["acme/web"]
+    (table,) = web.find_all("table", "drift")
+    assert table.attrs["data-host"] == "localhost"
+    assert sorted(cells(r) for r in table.find_all("tr")[1:]) == [
+        ["debug", "removed"],
+        ["port", "changed"],
+        ["tls", "added"],
+    ]
+
+
 def test_collect_html_where_no_file_can_be_written_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -49,6 +49,18 @@ def agents_path_option(func: F) -> F:
     )(func)
 
 
+def html_option(help_text: str) -> Callable[[F], F]:
+    """--html FILE: the reports as one HTML page, besides what the command prints."""
+    return click.option(
+        "--html",
+        "html_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=help_text + " It shows counts by status, a row per task (failures first), then "
+        "per task its hosts, failed Ansible tasks, drift per host and outputs. Self-contained "
+        "(no script, nothing fetched); replaced atomically.",
+    )
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 

@@ -15,7 +15,13 @@ import yaml
 
 from runner_agent.agents import default_registry
 from runner_agent.bundle import job_context, summarize
-from runner_agent.cli._common import agents_path_option, output_option, print_json, remember_secrets
+from runner_agent.cli._common import (
+    agents_path_option,
+    html_option,
+    output_option,
+    print_json,
+    remember_secrets,
+)
 from runner_agent.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
 from runner_agent.errors import InvalidInput, Problem
 from runner_agent.follow import DispatchReports, DispatchStatus, progress_printer
@@ -48,22 +54,10 @@ def gitlab_options(func: F) -> F:
     return project(section_option(func))
 
 
-def html_option(help_text: str) -> Callable[[F], F]:
-    """--html FILE: the reports as one HTML page, besides what the command prints."""
-    return click.option(
-        "--html",
-        "html_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help=help_text + " It shows counts by status, a row per task (failures first), then "
-        "per task its hosts, failed Ansible tasks, drift per host and outputs. Self-contained "
-        "(no script, nothing fetched); replaced atomically.",
-    )
-
-
 def _wait_and_report(
     dispatcher: Dispatcher, handle: Handle, deadline: float | None, interval: float, output: str
 ) -> int:
-    """Wait (progress on stderr when it is a terminal), then print the reports."""
+    """Wait (progress on stderr), then print the reports."""
     dispatcher.wait(
         handle, timeout=deadline, interval=interval, progress=progress_printer(sys.stderr)
     )
@@ -258,8 +252,9 @@ def wait(
 ) -> int:
     """Wait for a dispatch to finish, then print its reports.
 
-    Shows progress on a terminal, stays quiet in a pipe. Exit 0 when every task succeeded,
-    1 when one failed, 5 when --timeout passed first (the handle stays valid).
+    Shows progress on stderr: a live line on a terminal, status changes in a log. Exit 0
+    when every task succeeded, 1 when one failed, 5 when --timeout passed first (the handle
+    stays valid).
     """
     deadline = _duration(timeout)
     dispatcher, found = _for_handle(handle, section)

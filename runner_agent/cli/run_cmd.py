@@ -14,6 +14,7 @@ import click
 from runner_agent.agents import default_registry
 from runner_agent.cli._common import (
     agents_path_option,
+    html_option,
     output_option,
     print_json,
     remember_secrets,
@@ -98,7 +99,11 @@ def _blocked_by(after: Sequence[Path]) -> str:
 
 
 def _deliver(
-    reports: list[Report], report_path: Path | None, dotenv_path: Path | None, job: Any
+    reports: list[Report],
+    report_path: Path | None,
+    dotenv_path: Path | None,
+    html_path: Path | None,
+    job: Any,
 ) -> None:
     """Write the report files, and in a job upload the reports to the dispatch."""
     if report_path:
@@ -106,6 +111,10 @@ def _deliver(
     if dotenv_path:
         dotenv_path.parent.mkdir(parents=True, exist_ok=True)
         dotenv_path.write_text(dotenv(reports[0].to_dict()), encoding="utf-8")
+    if html_path:
+        from runner_agent.report_html import write_html
+
+        write_html(html_path, reports, summary=merge_reports(reports))
     if job is not None:
         from runner_agent.bundle import publish_reports
 
@@ -162,6 +171,7 @@ def _deliver(
     help="Stream Ansible's output (secrets masked) to stderr. Default: on inside a "
     "GitLab job, off elsewhere.",
 )
+@html_option("Also write the report as an HTML page here, to open in a browser.")
 @agents_path_option
 @output_option
 def run(
@@ -173,6 +183,7 @@ def run(
     after: tuple[Path, ...],
     command: str | None,
     verbose: bool | None,
+    html_path: Path | None,
     agents_path: tuple[Path, ...],
     output: str,
 ) -> int:
@@ -228,9 +239,9 @@ def run(
         try:
             reports = run_tasks(tasks, ctx)
         except Interrupted as exc:  # cancelled or killed: still say what happened, then stop
-            _deliver(exc.reports, report_path, dotenv_path, job)
+            _deliver(exc.reports, report_path, dotenv_path, html_path, job)
             raise
-    _deliver(reports, report_path, dotenv_path, job)
+    _deliver(reports, report_path, dotenv_path, html_path, job)
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:
@@ -276,15 +287,7 @@ def _read_reports(paths: Sequence[Path]) -> list[Report]:
     help="How many task reports there must be; fewer makes the summary an error "
     "(a killed job, or a dead runner, leaves none).",
 )
-@click.option(
-    "--html",
-    "html_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the reports as one HTML page here, to open in a browser: counts by "
-    "status, a row per task (failures first), then per task its hosts, failed Ansible "
-    "tasks, drift per host and outputs. Self-contained (no script, nothing fetched); "
-    "replaced atomically.",
-)
+@html_option("Also write the reports as one HTML page here, to open in a browser.")
 @output_option
 def collect(
     paths: tuple[Path, ...],

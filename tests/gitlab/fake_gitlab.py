@@ -63,6 +63,8 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
     for m, name, pattern in [
         ("PUT", "package", r"/packages/generic/(?P<pkg>[^/]+)/(?P<ver>[^/]+)/(?P<file>[^/]+)"),
         ("GET", "package", r"/packages/generic/(?P<pkg>[^/]+)/(?P<ver>[^/]+)/(?P<file>[^/]+)"),
+        ("GET", "packages", r"/packages"),
+        ("GET", "package_files", r"/packages/(?P<id>[0-9]+)/package_files"),
         ("POST", "create_pipeline", r"/pipeline"),
         ("POST", "trigger_pipeline", r"/trigger/pipeline"),
         ("GET", "pipelines", r"/pipelines"),
@@ -273,6 +275,34 @@ class FakeGitLab:
         if data is None:
             return self._error(404, "404_package")
         return 200, {"Content-Type": "application/octet-stream"}, data
+
+    def _package_versions(self) -> list[tuple[str, str]]:
+        """Each (package, version) stored, in upload order: index + 1 is its package id."""
+        return list(dict.fromkeys((pkg, ver) for pkg, ver, _ in self.packages))
+
+    def _do_packages_get(self, m: re.Match[str], call: Call) -> Answer:
+        wanted = {k: call.query.get(k, [None])[0] for k in ("package_name", "package_version")}
+        found = []
+        for n, (pkg, ver) in enumerate(self._package_versions(), start=1):
+            if wanted["package_name"] and wanted["package_name"] not in pkg:  # a fuzzy search
+                continue
+            if wanted["package_version"] and wanted["package_version"] != ver:
+                continue
+            found.append({**fixture("packages")[0], "id": n, "name": pkg, "version": ver})
+        return self._ok(found)
+
+    def _do_package_files_get(self, m: re.Match[str], call: Call) -> Answer:
+        versions = self._package_versions()
+        number = int(m["id"])
+        if not 1 <= number <= len(versions):
+            return self._error(404, "404_package")
+        pkg, ver = versions[number - 1]
+        files = []
+        for (p, v, name), uploads in self.packages.items():
+            for data in uploads if (p, v) == (pkg, ver) else []:  # every upload is a file
+                entry = {**fixture("package_files")[0], "id": self._id(), "package_id": number}
+                files.append({**entry, "file_name": name, "size": len(data)})
+        return self._ok(files)
 
     def _pipeline_name(self, body: dict[str, Any]) -> str | None:
         if not self.name_pipelines:

@@ -108,20 +108,30 @@ def test_wait_rides_out_transient_errors(
     assert dispatcher.wait(handle).phase is Phase.FAILED
 
 
-def test_progress_shows_on_a_terminal_and_not_in_a_pipe(handle: Handle) -> None:
+def test_progress_rewrites_a_terminal_line_and_logs_only_changes_elsewhere(
+    handle: Handle,
+) -> None:
+    from runner_agent.follow import DispatchStatus
+
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    assert progress_printer(io.StringIO()) is None
-    tty = Tty()
-    show = progress_printer(tty)
-    assert show is not None
-    from runner_agent.follow import DispatchStatus
-
-    show(DispatchStatus(handle, Phase.RUNNING, "running", ""), 75)
-    show(DispatchStatus(handle, Phase.SUCCEEDED, "success", ""), 80)
-    assert "running (1m15s)" in tty.getvalue() and tty.getvalue().endswith("(1m20s)\n")
+    polls = [("pending", 5), ("running", 75), ("running", 78), ("success", 80)]
+    phases = {"pending": Phase.QUEUED, "running": Phase.RUNNING, "success": Phase.SUCCEEDED}
+    tty, log = Tty(), io.StringIO()
+    for stream in (tty, log):
+        show = progress_printer(stream)
+        for state, elapsed in polls:
+            show(DispatchStatus(handle, phases[state], state, ""), elapsed)
+    assert "\r\x1b[2K" in tty.getvalue() and tty.getvalue().endswith("success (1m20s)\n")
+    assert tty.getvalue().count("running") == 2  # every poll shows on a terminal
+    pid = handle.pipeline_id
+    assert log.getvalue().splitlines() == [  # a log gets the changes only, no escapes
+        f"pipeline {pid}: pending (0m05s)",
+        f"pipeline {pid}: running (1m15s)",
+        f"pipeline {pid}: success (1m20s)",
+    ]
 
 
 def test_reports_take_one_request_when_the_summary_is_in_the_registry(
@@ -160,7 +170,44 @@ def test_reports_fall_back_to_the_collect_jobs_artifacts(
     fake.add_child(handle.pipeline_id, status="failed", collect=summary(Status.SUCCESS))
     fake.add_child(handle.pipeline_id, status="failed", collect=summary(Status.FAILED))
     found = dispatcher.reports(handle)
-    assert found.source == "artifacts" and len(found.reports) == 2 and found.exit_code == 1
+    assert found.source == "artifacts" and found.exit_code == 1
+    # the bundle's one task (acme/web) reported nowhere: named, never silently missing
+    assert [(r.identity, r.status) for r in found.reports] == [
+        ("acme/t0", Status.SUCCESS),
+        ("acme/t0", Status.FAILED),
+        ("acme/web", Status.ERROR),
+    ]
+
+
+def test_reports_after_a_cancel_read_what_the_task_jobs_uploaded(
+    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
+) -> None:
+    tasks = make_tasks(registry, kv_task("acme/a"), kv_task("acme/b"), kv_task("acme/c"))
+    handle = dispatcher.submit(tasks, ref="main")
+    fake.set_status(handle.pipeline_id, "canceled")  # no summary, no collect job ran
+    done = Report("acme/a", "kv_file", "1.0.0", Status.SUCCESS)
+    stopped = Report("acme/b", "kv_file", "1.0.0", Status.ERROR, error="interrupted")
+    for job, report in (("7", done), ("9", stopped)):
+        fake.put_package(
+            DISPATCH_PACKAGE, handle.dispatch_id, f"report-{job}.json", dump(report.to_dict())
+        )
+    fake.calls.clear()
+
+    found = dispatcher.reports(handle)
+
+    assert found.source == "registry reports" and found.exit_code == 1
+    assert [(r.identity, r.status, r.error) for r in found.reports] == [
+        ("acme/a", Status.SUCCESS, ""),
+        ("acme/b", Status.ERROR, "interrupted"),
+        (
+            "acme/c",
+            Status.ERROR,
+            "no report: the pipeline ended canceled before this task's job reported",
+        ),
+    ]
+    routes = [c.route for c in fake.calls]
+    assert routes.count("packages") == 1 and routes.count("package_files") == 1
+    assert len(fake.calls) <= 10
 
 
 def test_reports_before_the_end_and_after_a_reportless_failure(
@@ -275,6 +322,23 @@ def test_cli_handle_problems_are_exit_2_and_gitlab_problems_exit_4(
     monkeypatch.setenv("GITLAB_TOKEN", "wrong-" + CANARY_TOKEN)
     code, _, err = run_cli("status", handle.encode())
     assert code == 4 and "refused the token" in err and CANARY_TOKEN not in err
+
+
+def test_a_handle_never_chooses_where_the_token_goes(
+    fake: FakeGitLab, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = Handle("http://collector.invalid", "42", 7, "20250101t000000-abc-def", "main")
+    monkeypatch.delenv("GITLAB_URL")  # a token, and no GitLab named with it
+    calls = len(fake.calls)
+    code, _, err = run_cli("status", elsewhere.encode())
+    assert code == 2 and "GITLAB_URL" in err and len(fake.calls) == calls
+    monkeypatch.setenv("GITLAB_URL", "http://localhost/")  # the configured GitLab wins
+    code, _, err = run_cli("status", elsewhere.encode())
+    assert code == 2 and "belongs to http://collector.invalid" in err
+    assert len(fake.calls) == calls and CANARY_TOKEN not in err
+    same = Handle("http://LOCALHOST/api/v4/", "42", 7, "20250101t000000-abc-def", "main")
+    code, _, err = run_cli("status", same.encode())
+    assert code == 4 and "404" in err  # the same GitLab, spelled differently: asked
 
 
 def test_cli_dispatch_wait_prints_the_reports(

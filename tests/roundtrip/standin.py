@@ -128,9 +128,27 @@ class GitLabStandIn(FakeGitLab):
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         run = self.runs.get(int(m["id"]))
         if run is not None and run.process is not None and not run.done.is_set():
-            run.canceled = True  # GitLab stops the jobs: the runner sends SIGTERM
-            os.killpg(run.process.pid, signal.SIGTERM)
+            run.canceled = True
+            threading.Thread(target=self._stop_jobs, args=(run,), daemon=True).start()
         return super()._do_cancel_post(m, call)
+
+    def _stop_jobs(self, run: Run) -> None:
+        """What a runner does with a cancelled job: SIGTERM to its script's processes, time
+        to end (the agent reports), then the pipeline is over."""
+        jobs = [
+            pid
+            for pid, (_, cmdline, cwd) in _processes().items()
+            if cwd.startswith(str(run.checkout)) and "runner-agent " in cmdline
+        ]
+        for pid in jobs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in jobs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if run.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.process.pid, signal.SIGTERM)
 
     def _start(self, answer: Answer, call: Call) -> None:
         status, _, data = answer

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,47 @@ def test_faults_lose_no_report_and_start_no_second_pipeline(
     assert standin.package(STATE_PACKAGE, "acme+dead", "state.json") is None
     code, again, _ = cli("reports", handle, "-o", "json")
     assert code == 1 and json.loads(again) == summary
+
+
+def test_cancel_stops_the_agents_and_reports_say_what_each_task_did(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    tasks = [
+        kv_file("acme/quick", out / "quick.json", {"n": 1}),
+        {"identity": "acme/slow", "agent": "probe", "config": {"sleep": 120}},
+    ]
+    path = tmp_path / "tasks.yml"
+    path.write_text(yaml.safe_dump(tasks))
+    code, handle, err = cli("dispatch", str(path), "-o", "json")
+    assert code == 0, err
+    dispatch_id = json.loads(handle)["dispatch_id"]
+    deadline = time.monotonic() + 120
+    while not _uploaded(standin, dispatch_id) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the quick task has reported and the slow one is running
+    assert _uploaded(standin, dispatch_id), "the quick task never reported"
+
+    code, canceled, err = cli("cancel", handle.strip(), "-o", "json")
+    assert code == 0 and json.loads(canceled)["status"] == "canceled", err
+    code, _, err = cli("wait", handle.strip(), "--interval", "1")
+    assert code == 1 and "canceled" in err
+    code, text, _ = cli("reports", handle.strip(), "-o", "json")
+
+    summary = json.loads(text)
+    assert code == 1 and summary["tasks"] == 2
+    assert sorted(outcome(summary)) == [
+        ("acme/quick", "success", ["install", "update"]),
+        ("acme/slow", "error", []),
+    ]
+    errors = {r["identity"]: r["error"] for r in summary["reports"]}
+    assert "interrupted before it finished" in errors["acme/slow"]  # its job said so itself
+    assert json.loads((out / "quick.json").read_text()) == {"n": 1}
+    assert standin.pipelines[json.loads(handle)["pipeline_id"]]["status"] == "canceled"
+    assert standin.package(STATE_PACKAGE, "acme+slow", "state.json") is None
+
+
+def _uploaded(standin: GitLabStandIn, dispatch_id: str) -> bool:
+    return any(
+        pkg == DISPATCH_PACKAGE and ver == dispatch_id and name.startswith("report-")
+        for pkg, ver, name in list(standin.packages)
+    )
