@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from runner_agent.report import FailedTask, HostStats, TaskResult
+from runner_agent.signals import deferred
 
 __all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
 
@@ -347,7 +348,8 @@ def run_playbook(
         collector.result.rc = runner.rc
         finished = True
     finally:
-        if not finished:  # interrupted (SIGTERM, Ctrl-C): leave no Ansible process running
-            terminate_tree(str(root), grace=2.0)
-        shutil.rmtree(root, ignore_errors=True)
+        with deferred():  # a second Ctrl-C must not leave the secrets on disk
+            if not finished:  # interrupted (SIGTERM, Ctrl-C): no Ansible process left running
+                terminate_tree(str(root), grace=2.0)
+            shutil.rmtree(root, ignore_errors=True)
     return collector.result

@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-__all__ = ["TRANSIENT", "RetryPolicy", "RetryingSession", "idempotent"]
+__all__ = ["TRANSIENT", "RetryPolicy", "RetryingSession", "idempotent", "within"]
 
 log = logging.getLogger("runner_agent.gitlab")
 
 TRANSIENT = frozenset([500, 502, 503, 504, *range(520, 531)])
 _IDEMPOTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("idempotent", default=True)
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
 
 @contextmanager
@@ -44,6 +45,18 @@ def idempotent(value: bool) -> Iterator[None]:
         yield
     finally:
         _IDEMPOTENT.reset(token)
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Requests sent inside the block give up once ``seconds`` have passed: shorter timeouts,
+    no retry that would end later. For the last words of a job being stopped, which the
+    runner kills a few seconds after asking it to stop."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -91,16 +104,19 @@ class RetryingSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         idempotent = _IDEMPOTENT.get()
+        deadline = _DEADLINE.get()
         verb = method.decode() if isinstance(method, bytes) else method
         where = f"{verb.upper()} {urlsplit(str(url)).path}"
         attempt = 0
         while True:
+            if deadline is not None:
+                kwargs["timeout"] = max(0.5, min(_seconds(kwargs["timeout"]), _left(deadline)))
             try:
                 response = super().request(method, url, *args, **kwargs)
             except requests.exceptions.ConnectTimeout:
-                if attempt >= self.policy.max_retries:
-                    raise
                 wait = self.policy.delay(attempt)  # never sent: safe to send again
+                if attempt >= self.policy.max_retries or _late(deadline, wait):
+                    raise
             except (
                 requests.ConnectionError,
                 requests.Timeout,
@@ -109,9 +125,11 @@ class RetryingSession(requests.Session):
                 if not idempotent or attempt >= self.policy.max_retries:
                     raise
                 wait = self.policy.delay(attempt)
+                if _late(deadline, wait):
+                    raise
             else:
                 asked = self._wait_for(response, attempt, idempotent)
-                if asked is None:
+                if asked is None or _late(deadline, asked):
                     return response
                 wait = asked
             attempt += 1
@@ -132,3 +150,17 @@ class RetryingSession(requests.Session):
         if status in TRANSIENT and idempotent:
             return self.policy.delay(attempt)
         return None
+
+
+def _seconds(timeout: Any) -> float:
+    """A requests timeout as one number: the connect part of a (connect, read) pair."""
+    return float(timeout[0] if isinstance(timeout, tuple) else timeout)
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+def _late(deadline: float | None, wait: float) -> bool:
+    """Whether a retry after ``wait`` seconds would come after the deadline."""
+    return deadline is not None and time.monotonic() + wait >= deadline

@@ -21,6 +21,7 @@ from runner_agent.errors import GitLabError, InvalidInput, LockedError, Problem
 from runner_agent.placeholders import Placeholder, find_placeholders, resolve
 from runner_agent.redact import Redactor
 from runner_agent.report import CommandResult, Report, Status
+from runner_agent.signals import deferred
 from runner_agent.state import State, StateStore
 from runner_agent.tasks import Task
 
@@ -73,6 +74,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 INTERRUPTED = "interrupted before it finished (Ctrl-C or SIGTERM): no state was written"
+
+
+class _TaskInterrupted(KeyboardInterrupt):
+    """Raised by :func:`run_task` when stopped: the report as far as the task got."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 def effective_version(task: Task, agent: Agent) -> str:
@@ -149,7 +158,10 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
             try:
                 report = run_task(task, ctx)
             except KeyboardInterrupt as exc:
-                reports.append(_interrupted_report(task, ctx, started))
+                if isinstance(exc, _TaskInterrupted):
+                    reports.append(exc.report)
+                else:
+                    reports.append(_interrupted_report(task, ctx, started))
                 reports.extend(
                     skipped_report(t, ctx, "skipped: the run was interrupted")
                     for t in tasks[len(reports) :]
@@ -162,7 +174,6 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
 
 
 def _interrupted_report(task: Task, ctx: RunContext, started: datetime) -> Report:
-    finished = ctx.clock()
     agent = ctx.registry.get(task.agent)
     report = Report(
         task.identity,
@@ -171,11 +182,10 @@ def _interrupted_report(task: Task, ctx: RunContext, started: datetime) -> Repor
         Status.ERROR,
         error=INTERRUPTED,
         started=started.isoformat(),
-        finished=finished.isoformat(),
-        duration=round((finished - started).total_seconds(), 3),
         source=task.where,
         **_links(ctx),
     )
+    _finish(report, started, ctx)
     return _redacted(report, ctx.redactor)
 
 
@@ -220,6 +230,14 @@ def run_task(task: Task, ctx: RunContext) -> Report:
     # a read-only command (an agent's `readonly`, such as cycle) runs beside others and
     # takes the lock only to record its result; every other command holds it throughout
     exclusive = agent.takes_lock(first)
+    written = False  # the state document is the truth: a stop signal waits for its write
+
+    def keep(state: State | None) -> None:
+        nonlocal written
+        with deferred():
+            ctx.store.write(_next_state(task, agent, state, report, ctx))
+            written = True
+
     try:
         with ctx.store.lock(task.identity, first) if exclusive else nullcontext():
             state = ctx.store.read(task.identity)
@@ -229,21 +247,29 @@ def run_task(task: Task, ctx: RunContext) -> Report:
                 raise _Unresolved(str(exc)) from exc
             _run_commands(task, agent, digest(task, agent, state), config, report, ctx)
             if report.status is Status.SUCCESS and exclusive:
-                ctx.store.write(_next_state(task, agent, state, report, ctx))
+                keep(state)
         if report.status is Status.SUCCESS and not exclusive:
             with ctx.store.lock(task.identity, first, wait=True):
-                state = ctx.store.read(task.identity)
-                ctx.store.write(_next_state(task, agent, state, report, ctx))
+                keep(ctx.store.read(task.identity))
+    except KeyboardInterrupt as exc:
+        if not written:  # the commands that finished stay in the report
+            report.status, report.error = Status.ERROR, INTERRUPTED
+        _finish(report, started, ctx)
+        raise _TaskInterrupted(_redacted(report, ctx.redactor)) from exc
     except LockedError as exc:
         report.status, report.error = Status.LOCKED, str(exc)
     except (_Unresolved, InvalidInput) as exc:  # a missing output, an unreadable state
         report.status, report.error = Status.ERROR, str(exc)
     except GitLabError as exc:  # in a GitLab job the state store is the package registry
         report.status, report.error = Status.ERROR, f"state store: {exc}"
+    _finish(report, started, ctx)
+    return _redacted(report, ctx.redactor)
+
+
+def _finish(report: Report, started: datetime, ctx: RunContext) -> None:
     finished = ctx.clock()
     report.finished = finished.isoformat()
     report.duration = round((finished - started).total_seconds(), 3)
-    return _redacted(report, ctx.redactor)
 
 
 def _run_commands(

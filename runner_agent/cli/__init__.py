@@ -10,7 +10,8 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -100,20 +101,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         code = rv if isinstance(rv, int) else 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if argv is None:
         sys.exit(code)
     return code
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    # stopping already: a second Ctrl-C or SIGTERM must not cut the clean-up and the last
+    # report short (both are bounded: a few seconds)
+    for held in _STOP_SIGNALS:
+        signal.signal(held, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
-def _on_sigterm_interrupt() -> signal.Handlers | Callable[..., object] | int | None:
+def _on_sigterm_interrupt() -> dict[int, Any]:
     """Make SIGTERM unwind like Ctrl-C, so temporary folders and Ansible processes are cleaned
-    up; returns the handler to restore (None off the main thread, where none can be set)."""
+    up; returns the handlers to restore (none off the main thread, where none can be set)."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -43,6 +43,7 @@ from runner_agent.runtime import (
     run_tasks,
     skipped_report,
 )
+from runner_agent.signals import deferred
 from runner_agent.state import LocalStateStore, StateStore, default_state_dir
 from runner_agent.tasks import load_tasks
 
@@ -96,6 +97,9 @@ def _blocked_by(after: Sequence[Path]) -> str:
         if status != Status.SUCCESS.value:
             return f"skipped: the task before this one ended {status} ({path})"
     return ""
+
+
+LAST_WORDS = 8.0  # seconds to deliver a stopped job's reports: the runner's grace is short
 
 
 def _deliver(
@@ -238,8 +242,13 @@ def run(
         remember_secrets(resolve_env(tasks, os.environ))
         try:
             reports = run_tasks(tasks, ctx)
-        except Interrupted as exc:  # cancelled or killed: still say what happened, then stop
-            _deliver(exc.reports, report_path, dotenv_path, html_path, job)
+        except Interrupted as exc:  # stopped: still say what happened, then stop
+            # the runner kills the job soon after asking it to stop: say it within seconds,
+            # and let no second signal cut it short
+            from runner_agent.retry import within  # not loaded by local runs
+
+            with deferred(), within(LAST_WORDS):
+                _deliver(exc.reports, report_path, dotenv_path, html_path, job)
             raise
     _deliver(reports, report_path, dotenv_path, html_path, job)
     if output == "json":

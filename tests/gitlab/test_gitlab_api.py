@@ -11,7 +11,7 @@ from gitlab_helpers import ENV, Clock
 
 from runner_agent.errors import EXIT_GITLAB, GitLabError, InvalidInput
 from runner_agent.gitlab_api import AmbiguousRequest, ApiError, GitLabAPI, NotFound, connect
-from runner_agent.retry import RetryPolicy
+from runner_agent.retry import RetryPolicy, within
 
 # --- configuration -------------------------------------------------------------------------
 
@@ -164,6 +164,22 @@ def test_idempotent_requests_are_retried(
         assert clock.sleeps == [3.0, 3.0]  # Retry-After, not our backoff
     else:
         assert clock.sleeps == [0.5, 1.0]  # backoff doubles
+
+
+def test_within_a_deadline_no_retry_ends_after_it(
+    fake: FakeGitLab, api: GitLabAPI, clock: Clock
+) -> None:
+    fake.pipelines[7] = {"id": 7, "status": "running"}
+    fake.inject("GET", "pipeline", "429", "reset")
+    with within(2.0), pytest.raises(GitLabError, match="429"):
+        api.get_pipeline(7)  # GitLab asks for 3 s: past the deadline, so no retry
+    assert clock.sleeps == []
+    with within(2.0):  # a dropped connection: a short backoff still fits, so it retries
+        assert api.get_pipeline(7)["status"] == "running"
+    assert clock.sleeps == [0.5]
+    fake.inject("GET", "pipeline", "429")
+    assert api.get_pipeline(7)["status"] == "running"  # without a deadline: waits, retries
+    assert clock.sleeps[-1] == 3.0
 
 
 def test_retry_after_as_an_http_date_and_ratelimit_reset(policy: RetryPolicy, clock: Clock) -> None:

@@ -3,6 +3,7 @@ metadata, read-only commands beside a lock, and what JUnit and collect make of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -22,7 +24,7 @@ from runner_agent.ansible_exec import run_playbook
 from runner_agent.cli import main
 from runner_agent.errors import InvalidInput
 from runner_agent.report import Status, junit
-from runner_agent.runtime import RunContext, run_tasks
+from runner_agent.runtime import Interrupted, RunContext, run_tasks
 from runner_agent.tasks import tasks_from_data
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
@@ -36,7 +38,8 @@ def run(ctx: RunContext, *items: dict[str, Any]) -> list[Any]:
     return run_tasks(tasks_from_data(items, registry=ctx.registry), ctx)
 
 
-def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signals", [1, 2], ids=["sigterm", "sigterm-then-another"])
+def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path, signals: int) -> None:
     task = tmp_path / "t.yml"
     sleeper = probe(config={"sleep": 60, "message": "${env:SIG_SECRET}"})
     task.write_text(yaml.safe_dump([sleeper, probe(identity="edge/next")]))
@@ -69,6 +72,9 @@ def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
         time.sleep(0.1)
     time.sleep(3)  # Ansible is inside the sleeping task by now
     proc.send_signal(signal.SIGTERM)
+    if signals == 2:  # impatient: a second one while the first is being handled
+        time.sleep(0.03)
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "sig-canary-4417" not in out + err
@@ -88,6 +94,41 @@ def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path) -> None:
     assert statuses == [("edge/probe", "error"), ("edge/next", "skipped")]
     assert "interrupted before it finished" in summary["reports"][0]["error"]
     assert "sig-canary-4417" not in text
+
+
+def test_a_stop_between_commands_keeps_what_ran_and_writes_no_state(ctx: RunContext) -> None:
+    def runner(spec: Any, **kwargs: Any) -> Any:
+        if spec.command == "update":  # install has run: the stop comes during update
+            raise KeyboardInterrupt
+        return run_playbook(spec, **kwargs)
+
+    ctx.playbook_runner = runner
+    with pytest.raises(Interrupted) as stopped:
+        run(ctx, probe(), probe(identity="edge/next"))
+    first, second = stopped.value.reports
+    assert first.status is Status.ERROR and "interrupted before it finished" in first.error
+    assert [c.command for c in first.commands] == ["install"]  # it did run, and says so
+    assert second.status is Status.SKIPPED
+    assert ctx.store.read("edge/probe") is None
+
+
+def test_a_stop_after_the_state_is_written_leaves_a_true_report(ctx: RunContext) -> None:
+    real_lock = ctx.store.lock
+
+    @contextlib.contextmanager
+    def lock(identity: str, command: str, wait: bool = False) -> Iterator[None]:
+        with real_lock(identity, command, wait=wait):
+            yield
+        raise KeyboardInterrupt  # the signal lands as the lock is let go
+
+    ctx.store.lock = lock  # type: ignore[method-assign]
+    with pytest.raises(Interrupted) as stopped:
+        run(ctx, probe())
+    (report,) = stopped.value.reports
+    state = ctx.store.read("edge/probe")
+    assert state is not None and state.installed  # written, so the report says success
+    assert report.status is Status.SUCCESS and report.error == ""
+    assert [c.command for c in report.commands] == ["install", "update"]
 
 
 def test_inventory_values_are_data_and_localhost_is_local(ctx: RunContext) -> None:
