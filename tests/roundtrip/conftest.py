@@ -4,7 +4,10 @@ and the CLI as a person or a script runs it against that GitLab."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gitlab"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_gitlab import CANARY_TOKEN, served
-from standin import TOOLS, Cli, GitLabStandIn, agent_project, engine_ready
+from standin import TOOLS, Cli, GitLabStandIn, agent_project, engine_ready, stop_processes
 
 from runner_agent.dispatch import Dispatcher
 
@@ -39,21 +42,29 @@ def standin(tmp_path: Path) -> Iterator[GitLabStandIn]:
     engine_ready()
     work = tmp_path / "runner"
     work.mkdir()
+    # the runner's temp folder: short (mitogen's socket path), and swept after the test
+    temp = Path(tempfile.mkdtemp(prefix="ra-rt-"))
     gitlab = GitLabStandIn(
         project_repo=agent_project(tmp_path / "agents"),
         workdir=work,
-        # the runner's own setting (config.toml `environment`) that adds the test agents
-        runner_env={**runner_environment(), "RUNNER_AGENT_PATH": str(FIXTURE_AGENTS)},
+        runner_env={
+            **runner_environment(),
+            "TMPDIR": str(temp),
+            # the runner's own setting (config.toml `environment`) adding the test agents
+            "RUNNER_AGENT_PATH": str(FIXTURE_AGENTS),
+        },
         retry_after="1",
     )
     with served(gitlab):
         try:
             yield gitlab
-        finally:
-            for run in gitlab.runs.values():  # a failed test leaves no pipeline running
+        finally:  # a failed test leaves no pipeline, agent or Ansible process running
+            for run in gitlab.runs.values():
                 if run.process is not None and run.process.poll() is None:
-                    os.killpg(run.process.pid, 9)
+                    os.killpg(run.process.pid, signal.SIGKILL)
+            stop_processes(str(temp), str(work))
             gitlab.wait_idle(timeout=30)
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture

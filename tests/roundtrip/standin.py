@@ -39,7 +39,8 @@ from runner_agent.resources import templates_dir
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools" / "node_modules" / ".bin"
 ENGINE = TOOLS / "gitlab-ci-local"
-JOB_TOKEN = "glcbt-CANARY-job-token-5150"
+JOB_TOKEN = "glcbt-CANARY-job-token-5150"  # each pipeline's jobs get this plus "-p<id>"
+ENGINE_TIMEOUT = 180  # seconds for one pipeline, below pytest's per-test timeout
 Cli = Callable[..., tuple[int, str, str]]  # runner-agent's CLI: (exit code, stdout, stderr)
 GIT = ["git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci"]
 # gitlab-ci-local's log: "\t[bridge] -> name  ..." while a child's job runs, and at the end
@@ -70,6 +71,7 @@ class Run:
     pipeline_id: int
     checkout: Path
     log: Path
+    job_token: str
     process: subprocess.Popen[bytes] | None = None
     canceled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
@@ -93,8 +95,20 @@ class GitLabStandIn(FakeGitLab):
     runs: dict[int, Run] = field(default_factory=dict)
     kills: list[Kill] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.job_token = JOB_TOKEN
+    refused_job_tokens: list[str] = field(default_factory=list)
+
+    def _authorized(self, caller: str, sent: str) -> bool:
+        """A job token is valid while its pipeline runs: GitLab revokes a cancelled job's
+        token at once (its last uploads fail), and a finished job's."""
+        if caller != "job":
+            return super()._authorized(caller, sent)
+        valid = any(
+            run.job_token == sent and not run.canceled and not run.done.is_set()
+            for run in self.runs.values()
+        )
+        if not valid:
+            self.refused_job_tokens.append(sent)
+        return valid
 
     # --- test helpers ---------------------------------------------------------------------
 
@@ -127,10 +141,13 @@ class GitLabStandIn(FakeGitLab):
 
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         run = self.runs.get(int(m["id"]))
-        if run is not None and run.process is not None and not run.done.is_set():
-            run.canceled = True
-            threading.Thread(target=self._stop_jobs, args=(run,), daemon=True).start()
-        return super()._do_cancel_post(m, call)
+        answer = super()._do_cancel_post(m, call)
+        if run is not None and not run.done.is_set():
+            run.canceled = True  # the job token is revoked from now on
+            if run.process is not None:  # "canceling" until the runner has stopped the jobs
+                self.pipelines[run.pipeline_id]["status"] = "canceling"
+                threading.Thread(target=self._stop_jobs, args=(run,), daemon=True).start()
+        return answer
 
     def _stop_jobs(self, run: Run) -> None:
         """What a runner does with a cancelled job: SIGTERM to its script's processes, time
@@ -143,7 +160,7 @@ class GitLabStandIn(FakeGitLab):
         for pid in jobs:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 10  # then the runner kills what is left
         while any(Path(f"/proc/{pid}").exists() for pid in jobs) and time.monotonic() < deadline:
             time.sleep(0.1)
         if run.process is not None:
@@ -164,29 +181,30 @@ class GitLabStandIn(FakeGitLab):
         )
         origin = f"{self.base}/{PROJECT_PATH}.git"
         subprocess.run(["git", "remote", "set-url", "origin", origin], cwd=checkout, check=True)
-        run = Run(pid, checkout, self.workdir / f"p{pid}.log")
+        run = Run(pid, checkout, self.workdir / f"p{pid}.log", f"{JOB_TOKEN}-p{pid}")
         self.runs[pid] = run
         threading.Thread(target=self._execute, args=(run, body), daemon=True).start()
 
-    def _project_variables(self) -> dict[str, str]:
+    def _project_variables(self, run: Run) -> dict[str, str]:
         return {
             "GITLAB_CI": "true",
             "CI_SERVER_URL": self.base,
             "CI_API_V4_URL": f"{self.base}/api/v4",
             "CI_PROJECT_ID": str(PROJECT_ID),
-            "CI_JOB_TOKEN": JOB_TOKEN,
+            "CI_JOB_TOKEN": run.job_token,
             **self.variables,
         }
 
     def _command(self, run: Run, body: dict[str, Any]) -> list[str]:
         variables_file = self.workdir / f"p{run.pipeline_id}-variables.yml"
-        variables_file.write_text(yaml.safe_dump(self._project_variables()), encoding="utf-8")
+        variables = self._project_variables(run)
+        variables_file.write_text(yaml.safe_dump(variables), encoding="utf-8")
         command = [
             str(ENGINE),
             "--no-color",
             f"--home={self.workdir / 'gcl-home'}",
             f"--variables-file={variables_file}",
-            f"--ignore-predefined-vars={','.join(self._project_variables())}",
+            f"--ignore-predefined-vars={','.join(variables)}",
         ]
         for key, value in (body.get("inputs") or {}).items():
             command.append(f"--input={key}={value}")
@@ -197,28 +215,38 @@ class GitLabStandIn(FakeGitLab):
         return command
 
     def _execute(self, run: Run, body: dict[str, Any]) -> None:
-        with self.lock:
-            self.pipelines[run.pipeline_id]["status"] = "running"
-        with run.log.open("wb") as log:
-            run.process = subprocess.Popen(
-                self._command(run, body),
-                cwd=run.checkout,
-                env=self.runner_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            watcher = threading.Thread(target=self._watch_kills, args=(run,), daemon=True)
-            watcher.start()
-            code = run.process.wait(timeout=300)
+        try:
+            code = self._run_engine(run, body)
+        finally:
+            run.done.set()  # also when the engine failed: the job token is invalid from now
         with self.lock:
             self._record_jobs(run)
             bridges = self.bridges.get(run.pipeline_id, [])
             failed = code != 0 or any(b["status"] == "failed" for b in bridges)
             status = "canceled" if run.canceled else ("failed" if failed else "success")
             self.pipelines[run.pipeline_id]["status"] = status
-        run.done.set()
+
+    def _run_engine(self, run: Run, body: dict[str, Any]) -> int:
+        with self.lock:
+            if run.canceled:  # cancelled before a runner took it
+                return 1
+            self.pipelines[run.pipeline_id]["status"] = "running"
+            with run.log.open("wb") as log:
+                run.process = subprocess.Popen(
+                    self._command(run, body),
+                    cwd=run.checkout,
+                    env=self.runner_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        threading.Thread(target=self._watch_kills, args=(run,), daemon=True).start()
+        try:
+            return run.process.wait(timeout=ENGINE_TIMEOUT)
+        except subprocess.TimeoutExpired:  # a hung pipeline: stop it, the test then fails
+            os.killpg(run.process.pid, signal.SIGKILL)
+            return run.process.wait()
 
     # --- what GitLab shows afterwards -------------------------------------------------------
 
@@ -304,6 +332,14 @@ class GitLabStandIn(FakeGitLab):
                     os.kill(victim, kill.sig)
             kill.done.set()
             return
+
+
+def stop_processes(*markers: str) -> None:
+    """SIGKILL every process whose command line or working folder names one of ``markers``."""
+    for pid, (_, cmdline, cwd) in _processes().items():
+        if pid != os.getpid() and any(m in cmdline or cwd.startswith(m) for m in markers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _processes() -> dict[int, tuple[int, str, str]]:
