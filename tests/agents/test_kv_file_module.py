@@ -326,6 +326,13 @@ def test_module_fails_cleanly_where_the_system_refuses(tmp_path: Path, operation
     assert result["msg"] == f"{target}: Not a directory"
 
 
+def test_module_says_which_file_it_could_not_write(tmp_path: Path) -> None:
+    target = "/proc/runner-agent-test.json"  # a folder where no file can be made, even by root
+    result = run_module("kv_file", "kv_file", {"path": target, "values": {"k": 1}}, tmp_path)
+    assert result["failed"] is True and "Traceback" not in json.dumps(result)
+    assert result["msg"] == f"{target}: No such file or directory"  # the file, not a temp name
+
+
 def test_module_mode_new_file_and_mode_only_change(tmp_path: Path) -> None:
     target = tmp_path / "secret.json"
     args: dict[str, Any] = {"path": str(target), "values": {"k": "v"}, "mode": "0600"}

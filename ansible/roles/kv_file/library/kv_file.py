@@ -617,6 +617,8 @@ def op_write(module, path, fmt, values, mode):
     if changed and not module.check_mode:
         try:
             write_file(module, path, data, mode)
+        except OSError as exc:  # said as "PATH: reason", as every refused operation
+            module.fail_json(msg="%s: %s" % (path, exc.strerror or exc), path=path)
         except Exception as exc:  # atomic_move raises plain Exception
             module.fail_json(msg="cannot write %s: %s" % (path, exc), path=path)
     result = dict(
