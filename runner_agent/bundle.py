@@ -8,6 +8,10 @@
 - ``summary.json``: every report merged, what ``reports(handle)`` reads in one request;
   ``summary-<k>.json`` per child pipeline when a dispatch was split (see :func:`summarize`).
 
+Beside the pipelines, the plan job writes ``parts.json`` (:class:`Parts`): which summary file
+each child pipeline's collect job uploads and which of the bundle's tasks it covers. The
+summarize job gets it with the plan job's artifacts, so it reads exactly those files.
+
 One package per dispatch (not one for bundles and one for reports) because the bundle upload
 creates the package before any job runs: GitLab answers 500 to concurrent uploads that race to
 create a new package version, and every task job of a dispatch uploads at the same time.
@@ -21,14 +25,14 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from runner_agent.errors import GitLabError, InvalidInput, Problem
 from runner_agent.gitlab_api import GitLabAPI, NotFound, connect
-from runner_agent.report import Report, Status, load_report, merge_reports
+from runner_agent.report import Report, account_for, load_report, merge_reports
 from runner_agent.tasks import Task, tasks_from_data
 
 if TYPE_CHECKING:
@@ -38,13 +42,17 @@ __all__ = [
     "API_VERSION",
     "BUNDLE_FILE",
     "DISPATCH_PACKAGE",
+    "PARTS_FILE",
     "SUMMARY_FILE",
     "Bundle",
     "JobContext",
+    "Part",
+    "Parts",
     "build_bundle",
     "dump",
     "fetch_bundle_tasks",
     "job_context",
+    "load_parts",
     "parse_bundle",
     "publish_reports",
     "publish_summary",
@@ -57,10 +65,12 @@ API_VERSION = "runner-agent/v1"
 DISPATCH_PACKAGE = "runner-agent-dispatch"
 BUNDLE_FILE = "bundle.json"
 SUMMARY_FILE = "summary.json"
+PARTS_FILE = "parts.json"  # written by the plan job beside its pipeline, never uploaded
 # what the agent project's spec:inputs accept, and a valid generic package version
 DISPATCH_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
 _PART = re.compile(r"^summary(-[0-9]{1,4})?\.json$")
+_NO_REPORT = "no report arrived from its job"
 
 Warn = Callable[[str], None]
 
@@ -155,6 +165,91 @@ def parse_bundle(
     if document.get("dispatch_id") != dispatch_id:
         raise InvalidInput(Problem(source, "belongs to another dispatch", field="dispatch_id"))
     return tasks_from_data(document.get("tasks") or [], source, registry)
+
+
+# --- the parts of a plan ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One child pipeline: the summary file its collect job uploads (``summary.json`` or
+    ``summary-<k>.json``) and its tasks, as positions in the bundle."""
+
+    summary: str
+    tasks: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """How the plan job split a dispatch, so the summarize job knows every summary file to
+    read and whose tasks a missing one leaves without a report.
+
+    Raises InvalidInput when a task is in no part or in several, or a file name is not a
+    summary's: a wrong map would blame the wrong tasks.
+    """
+
+    dispatch_id: str
+    tasks: int
+    parts: tuple[Part, ...]
+
+    def __post_init__(self) -> None:
+        problems = [
+            Problem(PARTS_FILE, f"{p.summary!r} is not a summary file name", field="summary")
+            for p in self.parts
+            if not _PART.fullmatch(p.summary)
+        ]
+        if not DISPATCH_ID.fullmatch(self.dispatch_id):
+            problems.append(Problem(PARTS_FILE, "not a dispatch id", field="dispatch_id"))
+        names = [p.summary for p in self.parts]
+        if len(set(names)) != len(names):
+            problems.append(Problem(PARTS_FILE, "two parts name one summary", field="summary"))
+        if sorted(i for p in self.parts for i in p.tasks) != list(range(self.tasks)):
+            problems.append(Problem(PARTS_FILE, "a task in no part or in two", field="tasks"))
+        if problems:
+            raise InvalidInput(problems)
+
+    def encode(self) -> bytes:
+        return dump(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Parts",
+                "dispatch_id": self.dispatch_id,
+                "tasks": self.tasks,
+                "parts": [{"summary": p.summary, "tasks": list(p.tasks)} for p in self.parts],
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes, source: str = PARTS_FILE) -> Parts:
+        """Raises InvalidInput when ``data`` is not a valid parts document."""
+        try:
+            doc = json.loads(data)
+            if doc["apiVersion"] != API_VERSION or doc["kind"] != "Parts":
+                raise ValueError(f"not a {API_VERSION} Parts document")
+            parts = tuple(Part(str(p["summary"]), _positions(p["tasks"])) for p in doc["parts"])
+            return cls(str(doc["dispatch_id"]), doc["tasks"], parts)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidInput(Problem(source, f"not the plan job's parts: {exc}")) from exc
+        except InvalidInput as exc:
+            raise InvalidInput([replace(p, source=source) for p in exc.problems]) from exc
+
+
+def _positions(values: Any) -> tuple[int, ...]:
+    if not isinstance(values, list) or any(type(v) is not int or v < 0 for v in values):
+        raise ValueError("task positions are whole numbers")
+    return tuple(values)
+
+
+def load_parts(path: Path) -> Parts | None:
+    """The plan job's ``parts.json`` at ``path``, or None when there is none (the summarize job
+    run without the plan job's artifacts). Raises InvalidInput when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InvalidInput(Problem(str(path), f"cannot be read: {exc}")) from exc
+    return Parts.decode(data, str(path))
 
 
 # --- the job side ------------------------------------------------------------------------------
@@ -257,38 +352,55 @@ def read_summary(api: GitLabAPI, dispatch_id: str, file_name: str = SUMMARY_FILE
     return summary
 
 
-def summarize(ctx: JobContext, max_parts: int = 1000) -> dict[str, Any]:
+def summarize(ctx: JobContext, parts: Parts | None = None, max_parts: int = 1000) -> dict[str, Any]:
     """The parent pipeline's last job: merge the parts' summaries into ``summary.json``.
 
-    Reads the bundle (how many tasks to expect), then ``summary.json`` or ``summary-1.json``,
-    ``summary-2.json``... until every task is accounted for; a task whose report never arrived
-    is reported as an error. Uploads and returns the merged summary. Raises GitLabError when
-    the registry cannot be read, InvalidInput without a dispatch id.
+    Reads the bundle (the tasks to expect), then with ``parts`` (the plan job's ``parts.json``)
+    exactly each part's summary file: a part whose summary is missing makes its own tasks
+    errors, the other parts' reports are kept. Without ``parts``, ``summary.json`` or
+    ``summary-1.json``, ``summary-2.json``... until every task is accounted for or a file is
+    missing: a gap hides the parts after it. Either way a task whose report never arrived is
+    reported as an error. Uploads and returns the merged summary.
+
+    Raises GitLabError when the registry cannot be read, InvalidInput without a dispatch id or
+    when ``parts`` belongs to another dispatch or does not match the bundle.
     """
     if ctx.dispatch_id is None:
         raise InvalidInput(Problem("RA_DISPATCH_ID", "not set: this job serves no dispatch"))
     bundle = json.loads(ctx.api.get_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, BUNDLE_FILE))
     expected = [t["identity"] for t in bundle.get("tasks", [])]
-    reports: list[Report] = []
-    names = [SUMMARY_FILE] + [f"summary-{k}.json" for k in range(1, max_parts + 1)]
-    for name in names:
-        try:
-            part = read_summary(ctx.api, ctx.dispatch_id, name)
-        except NotFound:
-            if name == SUMMARY_FILE:
-                continue
-            break
-        reports.extend(load_report(r) for r in part["reports"])
-        if len(reports) >= len(expected):
-            break
-    missing = list(expected)
-    for r in reports:
-        if r.identity in missing:
-            missing.remove(r.identity)
-    for identity in missing:
-        reports.append(
-            Report(identity, "", None, Status.ERROR, error="no report arrived from its job")
-        )
+    if parts is None:
+        found = _read_in_order(ctx.api, ctx.dispatch_id, len(expected), max_parts)
+        reports = account_for(expected, found, _NO_REPORT)
+    else:
+        if parts.dispatch_id != ctx.dispatch_id or parts.tasks != len(expected):
+            raise InvalidInput(Problem(PARTS_FILE, "made for another dispatch or bundle"))
+        reports = []
+        for part in parts.parts:
+            found = _read_part(ctx.api, ctx.dispatch_id, part.summary)
+            reports += account_for([expected[i] for i in part.tasks], found, _NO_REPORT)
     summary = merge_reports(reports)
     ctx.api.put_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, SUMMARY_FILE, dump(summary))
     return summary
+
+
+def _read_part(api: GitLabAPI, dispatch_id: str, file_name: str) -> list[Report]:
+    """A part's reports; none when its collect job uploaded no summary."""
+    try:
+        return [load_report(r) for r in read_summary(api, dispatch_id, file_name)["reports"]]
+    except NotFound:
+        return []
+
+
+def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int) -> list[Report]:
+    """Without the plan's parts: the summaries in order, up to the first missing part."""
+    reports = _read_part(api, dispatch_id, SUMMARY_FILE)
+    for k in range(1, max_parts + 1):
+        if len(reports) >= tasks:
+            break
+        try:
+            part = read_summary(api, dispatch_id, f"summary-{k}.json")
+        except NotFound:
+            break
+        reports.extend(load_report(r) for r in part["reports"])
+    return reports

@@ -1,14 +1,15 @@
 """The files ``runner-agent render --file``, ``plan`` and ``dotenv`` write.
 
 ``plan`` is the parent pipeline's plan job: its inputs (a task file in the repository, an
-identity, or a dispatch id and checksum) in, the child pipeline and its task files out.
+identity, or a dispatch id and checksum) in, the child pipeline and its task files out; for a
+dispatch also ``parts.json``, the summarize job's map of the parts.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,8 @@ class Written:
     files: tuple[str, ...]
     pipelines: int
     tasks: int
+    # per pipeline, in order: where its collect job writes the summary -> its tasks' positions
+    summaries: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +96,8 @@ def write_pipelines(
             path.write_text(data, encoding="utf-8")
         else:
             path.write_bytes(data)
-    return Written(rel, tuple(sorted(out)), len(pipelines), len(tasks))
+    summaries = {p.summary: tuple(sorted(p.jobs.values())) for p in pipelines}
+    return Written(rel, tuple(sorted(out)), len(pipelines), len(tasks), summaries)
 
 
 @dataclass(frozen=True)
@@ -168,9 +172,29 @@ def plan(
             inputs.dispatch_id, inputs.checksum, environ=os.environ, registry=registry
         )
         variables = {**options.variables, "RA_DISPATCH_ID": inputs.dispatch_id}
-        options = replace(options, variables=variables)
-    elif inputs.task_file:
+        written = write_pipelines(
+            tasks, file, project_dir=project_dir, options=replace(options, variables=variables)
+        )
+        return _write_parts(written, inputs.dispatch_id, file, project_dir)
+    if inputs.task_file:
         tasks = load_tasks([_inside(project_dir, inputs.task_file, "inputs.task_file")], registry)
     else:
         tasks = _identity_tasks(inputs, project_dir, registry)
     return write_pipelines(tasks, file, project_dir=project_dir, options=options)
+
+
+def _write_parts(written: Written, dispatch_id: str, file: Path, project_dir: Path) -> Written:
+    """``parts.json`` beside FILE: the summary file and the tasks of each part, so the
+    summarize job (which gets the plan job's artifacts) reads every part's summary, and knows
+    whose tasks a missing one leaves without a report, without guessing how many there are."""
+    from runner_agent.bundle import PARTS_FILE, Part, Parts
+
+    parts = Parts(
+        dispatch_id,
+        written.tasks,
+        tuple(Part(Path(name).name, tasks) for name, tasks in written.summaries.items()),
+    )
+    path = file.resolve().parent / PARTS_FILE
+    path.write_bytes(parts.encode())
+    rel = path.relative_to(project_dir.resolve()).as_posix()
+    return replace(written, files=tuple(sorted((*written.files, rel))))

@@ -14,7 +14,7 @@ import click
 import yaml
 
 from runner_agent.agents import default_registry
-from runner_agent.bundle import job_context, summarize
+from runner_agent.bundle import job_context, load_parts, summarize
 from runner_agent.cli._common import (
     agents_path_option,
     html_option,
@@ -307,12 +307,22 @@ def cancel(handle: str, section: str | None, output: str) -> int:
     show_default=True,
     help="Also write the merged summary here (the job's artifact).",
 )
+@click.option(
+    "--parts",
+    "parts_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=".runner-agent/parts.json",
+    show_default=True,
+    help="The plan job's map of the parts (from its artifacts): every part's summary is read, "
+    "and only a missing part's tasks count as errors. Without this file the summaries are "
+    "read in order up to the first missing one.",
+)
 @html_option(
     "Also write the merged reports as one HTML page here: the agent project's job writes "
     ".runner-agent/report.html, linked as 'runner-agent report' from a merge request."
 )
 @output_option
-def summarize_cmd(file: Path, html_path: Path | None, output: str) -> int:
+def summarize_cmd(file: Path, parts_path: Path, html_path: Path | None, output: str) -> int:
     """The agent project's last job: merge the summaries of a split dispatch into one.
 
     Reads RA_DISPATCH_ID and the job's predefined variables; exits like the tasks.
@@ -320,7 +330,7 @@ def summarize_cmd(file: Path, html_path: Path | None, output: str) -> int:
     ctx = job_context(os.environ)
     if ctx is None:
         raise InvalidInput(Problem("summarize", "runs inside a GitLab job (CI_JOB_TOKEN)"))
-    merged = summarize(ctx)
+    merged = summarize(ctx, load_parts(parts_path))
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     found = [load_report(r) for r in merged["reports"]]
