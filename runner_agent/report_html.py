@@ -31,9 +31,13 @@ _OPEN = (Status.ERROR, Status.FAILED)
 _HOST_COLUMNS = ("ok", "changed", "failed", "unreachable", "skipped")
 _STATUSES = frozenset(s.value for s in Status)
 _KNOWN = frozenset({"ok", "changed", "failed", "unreachable", "skipped", "added", "removed"})
-# shown as \xNN: C0/C1 controls (an ANSI colour code, a NUL) would vanish or garble the page;
-# a lone surrogate (JSON allows "\ud800") cannot even be written as UTF-8
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# shown as \xNN (\uNNNN): C0/C1 controls (an ANSI colour code, a NUL) would vanish or garble
+# the page; a lone surrogate (JSON allows "\ud800") cannot even be written as UTF-8; bidi
+# overrides and invisible marks (U+200B-200F, 202A-202E, 2066-2069) would let a value show as
+# other text than it is
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
 _WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 _CSS = """
@@ -339,7 +343,10 @@ def _e(value: object) -> str:
 
 
 def _visible(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}" if ord(match.group()) < 0x100 else "\ufffd"
+    code = ord(match.group())
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return "\ufffd" if 0xD800 <= code <= 0xDFFF else f"\\u{code:04x}"
 
 
 def _is_web_url(url: str) -> bool:

@@ -4,8 +4,9 @@ python-gitlab's own retry loop is switched off (see :mod:`runner_agent.gitlab_ap
 with ``time.sleep``, reads ``Retry-After`` with ``int()`` (an HTTP date breaks it), has no cap
 on the wait, and retries a POST that GitLab may already have carried out. Here:
 
-- 429 is always retried, after ``Retry-After`` (seconds or an HTTP date) or ``RateLimit-Reset``:
-  the request was refused, not processed; a wait longer than ``max_retry_after`` is an error;
+- 429 is always retried, after ``Retry-After`` (seconds or an HTTP date) or ``RateLimit-Reset``
+  (a minute when neither is sent): the request was refused, not processed; a wait longer than
+  ``max_retry_after`` is an error;
 - 500, 502, 503, 504 and 52x, dropped connections and read timeouts are retried with jittered
   exponential backoff, for idempotent requests only;
 - a connect timeout is retried for every request: nothing was sent.
@@ -67,6 +68,9 @@ class RetryPolicy:
     backoff: float = 0.5  # first wait; doubles each retry, with jitter
     max_backoff: float = 30.0
     max_retry_after: float = 300.0  # a longer Retry-After is an error, not a nap
+    # a 429 that says not when (older GitLab's application rate limits, such as pipeline
+    # creation, send no Retry-After): their windows are a minute long
+    unsaid_retry_after: float = 60.0
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], float] = time.time
     jitter: Callable[[], float] = random.random
@@ -146,7 +150,7 @@ class RetryingSession(requests.Session):
             asked = self.policy.retry_after(response.headers)
             if asked is not None and asked > self.policy.max_retry_after:
                 return None
-            return self.policy.delay(attempt) if asked is None else asked
+            return self.policy.unsaid_retry_after if asked is None else asked
         if status in TRANSIENT and idempotent:
             return self.policy.delay(attempt)
         return None

@@ -318,6 +318,15 @@ def test_control_characters_and_lone_surrogates_are_shown_not_written() -> None:
     assert "acme/\\x1b[31mred\\x00" in Page(text).root.text and "bad \ufffd text" in text
 
 
+def test_bidi_overrides_and_invisible_marks_cannot_disguise_a_value() -> None:
+    # U+202E would show "acme/evil" reversed; U+200B would hide inside a name
+    report = Report("acme/\u202elive\u200b", "kv_file", None, Status.ERROR, error="a\u2066b")
+    text = html_report([report])
+    assert not any(ch in text for ch in "\u202e\u200b\u2066")
+    shown = Page(text).root.text
+    assert "acme/\\u202elive\\u200b" in shown and "a\\u2066b" in shown
+
+
 def test_the_same_reports_give_the_same_bytes_whatever_the_process() -> None:
     data = json.dumps([r.to_dict(results=True) for r in all_statuses()])
     code = (

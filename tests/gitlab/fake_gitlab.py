@@ -234,7 +234,7 @@ class FakeGitLab:
             return requests.exceptions.ConnectTimeout("connect timed out")
         if fault == "timeout":
             return requests.exceptions.ReadTimeout("read timed out")
-        extra = {"Retry-After": self.retry_after} if fault == "429" else {}
+        extra = {"Retry-After": self.retry_after} if fault == "429" and self.retry_after else {}
         return self._error(int(fault), fault, extra, sent)
 
     def _error(

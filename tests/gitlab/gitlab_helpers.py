@@ -15,6 +15,14 @@ from runner_agent.tasks import Task, tasks_from_data
 RunCli = Callable[..., tuple[int, str, str]]
 CANARY_SECRET = "s3cr3t-CANARY-value-42"
 ENV = {"GITLAB_URL": "http://localhost", "GITLAB_TOKEN": CANARY_TOKEN}
+# a GitLab job's environment in project 42: the job token, no access token
+JOB_ENV = {
+    "GITLAB_CI": "true",
+    "CI_SERVER_URL": "http://localhost",
+    "CI_JOB_TOKEN": CANARY_TOKEN,
+    "CI_PROJECT_ID": "42",
+    "CI_JOB_ID": "777",
+}
 
 
 class Clock:

@@ -55,6 +55,11 @@ def summary(*statuses: Status) -> dict[str, object]:
     return merge_reports(reports)
 
 
+def put_summary(fake: FakeGitLab, handle: Handle, *statuses: Status) -> None:
+    """The dispatch's summary in the registry, as its last job uploads it."""
+    fake.put_package(DISPATCH_PACKAGE, handle.dispatch_id, "summary.json", dump(summary(*statuses)))
+
+
 @pytest.fixture
 def handle(fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry) -> Handle:
     submitted = dispatcher.submit(make_tasks(registry), ref="main")
@@ -137,12 +142,7 @@ def test_progress_rewrites_a_terminal_line_and_logs_only_changes_elsewhere(
 def test_reports_take_one_request_when_the_summary_is_in_the_registry(
     fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
 ) -> None:
-    fake.put_package(
-        DISPATCH_PACKAGE,
-        handle.dispatch_id,
-        "summary.json",
-        dump(summary(Status.SUCCESS, Status.SKIPPED)),
-    )
+    put_summary(fake, handle, Status.SUCCESS, Status.SKIPPED)
     found = dispatcher.reports(handle)
     assert len(fake.calls) == 1 and fake.calls[0].route == "package"
     assert found.ok and found.exit_code == 0 and found.source == "registry"
@@ -152,12 +152,7 @@ def test_reports_take_one_request_when_the_summary_is_in_the_registry(
 def test_reports_survive_faults_and_follow_the_tasks(
     fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
 ) -> None:
-    fake.put_package(
-        DISPATCH_PACKAGE,
-        handle.dispatch_id,
-        "summary.json",
-        dump(summary(Status.SUCCESS, Status.FAILED)),
-    )
+    put_summary(fake, handle, Status.SUCCESS, Status.FAILED)
     fake.inject("GET", "package", "429", "500", "502", "503", "reset", "timeout!")
     found = dispatcher.reports(handle)
     assert not found.ok and found.exit_code == 1 and len(found.reports) == 2
@@ -270,12 +265,7 @@ def test_cli_round_trip_with_a_handle_file_and_exit_codes(
     printed += [out, err]
 
     fake.set_status(handle.pipeline_id, "failed")
-    fake.put_package(
-        DISPATCH_PACKAGE,
-        handle.dispatch_id,
-        "summary.json",
-        dump(summary(Status.SUCCESS, Status.FAILED)),
-    )
+    put_summary(fake, handle, Status.SUCCESS, Status.FAILED)
     code, out, err = run_cli("wait", handle.encode())
     assert code == 1 and "acme/t1" in out and "boom" in out
     printed += [out, err]
@@ -294,12 +284,7 @@ def test_cli_round_trip_with_a_handle_file_and_exit_codes(
 def test_cli_reports_html_writes_the_page_beside_the_table(
     fake: FakeGitLab, run_cli: RunCli, handle: Handle, tmp_path: Path
 ) -> None:
-    fake.put_package(
-        DISPATCH_PACKAGE,
-        handle.dispatch_id,
-        "summary.json",
-        dump(summary(Status.SUCCESS, Status.FAILED)),
-    )
+    put_summary(fake, handle, Status.SUCCESS, Status.FAILED)
     page = tmp_path / "out" / "report.html"
     code, out, _ = run_cli("reports", handle.encode(), "--html", str(page))
     assert code == 1 and "acme/t1" in out  # exit code and table as without --html

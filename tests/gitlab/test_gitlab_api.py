@@ -182,6 +182,16 @@ def test_within_a_deadline_no_retry_ends_after_it(
     assert clock.sleeps[-1] == 3.0
 
 
+def test_a_429_that_says_not_when_waits_out_a_rate_limit_minute(
+    fake: FakeGitLab, api: GitLabAPI, clock: Clock
+) -> None:
+    fake.retry_after = ""  # older GitLab: pipeline creation's limit sends no Retry-After
+    fake.pipelines[7] = {"id": 7, "status": "running"}
+    fake.inject("GET", "pipeline", "429")
+    assert api.get_pipeline(7)["status"] == "running"
+    assert clock.sleeps == [60.0]
+
+
 def test_retry_after_as_an_http_date_and_ratelimit_reset(policy: RetryPolicy, clock: Clock) -> None:
     assert policy.retry_after({"Retry-After": "Tue, 14 Nov 2023 22:13:30 GMT"}) == pytest.approx(10)
     assert policy.retry_after({"RateLimit-Reset": str(int(clock.now) + 20)}) == pytest.approx(20)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
-from gitlab_helpers import Clock, RunCli, kv_task, make_tasks
+from gitlab_helpers import JOB_ENV, Clock, RunCli, kv_task, make_tasks
 
 from runner_agent.agents import AgentRegistry
 from runner_agent.bundle import (
@@ -28,14 +28,6 @@ from runner_agent.report import Report, Status, merge_reports
 from runner_agent.retry import RetryPolicy
 from runner_agent.state import State
 from runner_agent.state_gitlab import STATE_PACKAGE, GitLabStateStore, state_version
-
-JOB_ENV = {
-    "GITLAB_CI": "true",
-    "CI_SERVER_URL": "http://localhost",
-    "CI_JOB_TOKEN": CANARY_TOKEN,
-    "CI_PROJECT_ID": "42",
-    "CI_JOB_ID": "777",
-}
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_gitlab import CANARY_TOKEN, FakeGitLab
-from gitlab_helpers import Clock, RunCli, kv_task, make_tasks
+from fake_gitlab import FakeGitLab
+from gitlab_helpers import JOB_ENV, Clock, RunCli, kv_task, make_tasks
 
 from runner_agent.agents import AgentRegistry
 from runner_agent.bundle import (
@@ -30,13 +30,6 @@ from runner_agent.render import RenderOptions
 from runner_agent.report import Report, Status, merge_reports
 from runner_agent.retry import RetryPolicy
 
-JOB_ENV = {
-    "GITLAB_CI": "true",
-    "CI_SERVER_URL": "http://localhost",
-    "CI_JOB_TOKEN": CANARY_TOKEN,
-    "CI_PROJECT_ID": "42",
-    "CI_JOB_ID": "777",
-}
 IDENTITIES = ("a/1", "a/2", "b/1", "b/2", "c/1", "c/2")  # two tasks per part at max_jobs 3
 NO_REPORT = "no report arrived from its job"
 
