@@ -71,7 +71,10 @@ def main() -> int:
         print(f"edited {web}: port=9999; etcd /acme/db/host=rogue.example")
 
         step("cycle: drift is reported, nothing is changed")
-        runner_agent("run", *EXAMPLES[:2], *state, "--command", "cycle", env=env)
+        drift_page = DEMO / "reports" / "drift.html"
+        runner_agent(
+            "run", *EXAMPLES[:2], *state, "--command", "cycle", "--html", str(drift_page), env=env
+        )
         print(f"{web} still has port {json.loads(web.read_text())['port']}")
 
         step("what the endpoints hold now")
@@ -91,7 +94,7 @@ def main() -> int:
                 f"  {entry['started'][:19]}  {','.join(entry['commands']):15s} "
                 f"{entry['status']:8s} changed={entry['changed']} drift={entry['drift']}"
             )
-        print(f"\nreports: {DEMO / 'reports'}")
+        print(f"\nreports: {DEMO / 'reports'}; open {drift_page} in a browser")
     finally:
         server.stop()
     return 0 if all(code == 0 for code in codes) else 1

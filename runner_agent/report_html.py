@@ -211,7 +211,7 @@ def _summary_table(ordered: Sequence[tuple[int, Report]]) -> str:
 
 def _task(index: int, r: Report) -> str:
     drift = _drift_count(r)
-    opened = " open" if r.status in _OPEN else ""
+    opened = " open" if r.status in _OPEN or r.drift else ""  # what needs a look
     commands = ", ".join(c.command for c in r.commands) or "no command ran"
     parts = [
         f'<details class="task {_status_class(r.status.value)}" id="task-{index + 1}"{opened}>\n'
