@@ -19,7 +19,7 @@ from runner_agent.schedules import (
     frequency_to_cron,
     list_schedules,
 )
-from runner_agent.state import LocalStateStore
+from runner_agent.state import LocalStateStore, default_state_dir
 from runner_agent.state_gitlab import GitLabStateStore
 
 
@@ -114,18 +114,37 @@ def schedule_delete(schedule_id: int, project: str | None, section: str | None) 
 @click.command()
 @click.argument("identity")
 @click.option(
+    "--local",
+    is_flag=True,
+    envvar="RUNNER_AGENT_LOCAL",
+    help="Read the state `run --local` keeps instead of GitLab's. [env: RUNNER_AGENT_LOCAL=1]",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Read the local state folder of `run --local` instead of GitLab.",
+    envvar="RUNNER_AGENT_STATE_DIR",
+    help="The local state folder (implies --local). [env: RUNNER_AGENT_STATE_DIR; default: "
+    "$XDG_STATE_HOME/runner-agent]",
 )
 @gitlab_options
 @output_option
 def state(
-    identity: str, state_dir: Path | None, project: str | None, section: str | None, output: str
+    identity: str,
+    local: bool,
+    state_dir: Path | None,
+    project: str | None,
+    section: str | None,
+    output: str,
 ) -> int:
-    """Show an identity's state document: installed version, outputs, last runs."""
-    if state_dir is not None:
-        found = LocalStateStore(state_dir).read(identity)
+    """Show an identity's state document: installed version, outputs, last runs.
+
+    \b
+    Examples:
+      runner-agent state acme/web --local              # what run --local keeps here
+      runner-agent state acme/web -p acme/agents -o json   # what the GitLab jobs keep
+    """
+    if local or state_dir is not None:
+        found = LocalStateStore(state_dir or default_state_dir()).read(identity)
     else:
         api = connect(os.environ, project=project, section=section)
         remember_secrets(list(api.secrets))

@@ -26,7 +26,7 @@ from runner_agent.errors import GitLabError, InvalidInput
 from runner_agent.gitlab_api import connect
 from runner_agent.report import Report, Status, merge_reports
 from runner_agent.retry import RetryPolicy
-from runner_agent.state import State
+from runner_agent.state import LocalStateStore, State
 from runner_agent.state_gitlab import STATE_PACKAGE, GitLabStateStore, state_version
 
 
@@ -234,3 +234,9 @@ def test_state_cli_reads_gitlab_or_a_local_folder(
     assert json.loads(out)["agent"] == "kv_file"
     code, _, err = run_cli("state", "acme/none", "--state-dir", str(tmp_path))
     assert code == 2 and "no state yet" in err
+    LocalStateStore(tmp_path / "local").write(State("acme/web", agent="kv_file", outputs={"n": 1}))
+    calls = len(fake.calls)
+    with pytest.MonkeyPatch.context() as env:  # as `run --local` is told where its state is
+        env.setenv("RUNNER_AGENT_STATE_DIR", str(tmp_path / "local"))
+        code, out, _ = run_cli("state", "acme/web")
+    assert code == 0 and "n = 1" in out and len(fake.calls) == calls  # GitLab not asked
