@@ -127,11 +127,15 @@ def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
 
 
 def _lookup(task: Task, ctx: RunContext) -> Callable[[Placeholder], Any]:
+    outputs: dict[str, Any] = {}  # one read per identity, however many keys the task reads
+
     def lookup(p: Placeholder) -> Any:
         if p.kind == "env":
             return ctx.environ[p.name]
-        state = ctx.store.read(p.name)
-        value: Any = state.outputs if state else None
+        if p.name not in outputs:
+            state = ctx.store.read(p.name)
+            outputs[p.name] = state.outputs if state else None
+        value: Any = outputs[p.name]
         for part in p.key.split("."):
             if not isinstance(value, Mapping) or part not in value:
                 raise LookupError(f"identity {p.name!r} has no output {p.key!r}")

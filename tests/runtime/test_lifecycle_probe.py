@@ -74,10 +74,20 @@ def test_outputs_from_feeds_another_identity(ctx: RunContext) -> None:
         outputs_from=["test/db"],
         config={"message": "host=${outputs:test/db:message}", "count": "${outputs:test/db:count}"},
     )
+    reads: list[str] = []
+    real_read = ctx.store.read
+
+    def read(identity: str) -> Any:
+        reads.append(identity)
+        return real_read(identity)
+
+    ctx.store.read = read  # type: ignore[method-assign]
     reports = run(ctx, producer, consumer)
     assert [r.status for r in reports] == [Status.SUCCESS, Status.SUCCESS]
     assert reports[1].outputs["message"] == "host=db.internal"
     assert reports[1].outputs["count"] == 5
+    # the consumer read test/db's state once for its two keys (each a request in a job)
+    assert reads.count("test/db") == 1 + 1  # the producer's own digest, the consumer's lookup
 
 
 def test_missing_output_is_an_error_and_state_stays(ctx: RunContext, tmp_path: Path) -> None:
