@@ -186,12 +186,13 @@ class FakeGitLab:
         call = Call(method, unquote(path), parse_qs(parts.query), body, dict(headers))
         route, match = self._route(method, path)
         call.route = route
-        caller = "job" if "JOB-TOKEN" in headers else "private"
+        lowered = {k.lower(): v for k, v in headers.items()}  # HTTP header names: any case
+        caller = "job" if "job-token" in lowered else "private"
         with self.lock:
             self.calls.append(call)
             fault = self._take_fault(method, route, caller)
         time.sleep(self.delay.get(route, 0.0))
-        sent = headers.get("PRIVATE-TOKEN", headers.get("JOB-TOKEN", ""))
+        sent = lowered.get("private-token", lowered.get("job-token", ""))
         if fault and not fault.endswith("!"):
             return self._refuse(fault, sent)
         if not self._authorized(caller, sent):
