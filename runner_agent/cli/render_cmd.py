@@ -93,6 +93,13 @@ def _report(written: Written, output: str) -> None:
     help="The parent pipeline's job whose artifacts hold the task files; the jobs fetch "
     "them with needs:pipeline:job. Default: the task files are in the repository.",
 )
+@click.option(
+    "--graph",
+    metavar="FILE",
+    help="Also draw the pipeline as a Mermaid flowchart (jobs, and what each waits for) in "
+    "FILE: a fenced block when FILE ends in .md (GitLab shows it in issues, merge requests "
+    "and README files), plain Mermaid otherwise; '-' prints it instead of the YAML.",
+)
 @_pipeline_options
 @agents_path_option
 @output_option
@@ -100,6 +107,7 @@ def render(
     paths: tuple[Path, ...],
     file: Path | None,
     tasks_from_job: str | None,
+    graph: str | None,
     project_dir: Path,
     max_jobs: int,
     default_tags: str | None,
@@ -118,6 +126,7 @@ def render(
       runner-agent render examples/*.yml
       runner-agent render tasks/web.yml -f .runner-agent/pipeline.yml
       runner-agent render tasks/*.yml -f .runner-agent/pipeline.yml --max-jobs 200 -o json
+      runner-agent render tasks/*.yml --graph pipeline.md    # the picture, for an MR
     \b
     Then, in .gitlab-ci.yml, after committing the written files:
       agents:
@@ -132,6 +141,10 @@ def render(
         default_tags=_tags(default_tags),
     )
     tasks = load_tasks(paths, default_registry(agents_path))
+    if graph is not None:
+        _graph(render_child(tasks, options), graph)
+        if graph == "-" and file is None:
+            return 0
     if file is not None:
         _report(write_pipelines(tasks, file, project_dir=project_dir, options=options), output)
         return 0
@@ -145,6 +158,21 @@ def render(
                 f"note: {len(pipelines)} pipelines; --file writes them and their index", err=True
             )
     return 0
+
+
+def _graph(pipelines: list[Any], target: str) -> None:
+    from runner_agent.graph import mermaid, mermaid_markdown
+
+    if target == "-":
+        click.echo(mermaid(pipelines), nl=False)
+        return
+    path = Path(target)
+    text = mermaid_markdown(pipelines) if path.suffix == ".md" else mermaid(pipelines)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(Problem("--graph", f"cannot write {path}: {exc.strerror}")) from exc
 
 
 @click.command(name="plan")

@@ -1,0 +1,104 @@
+"""The rendered pipeline as a picture: a Mermaid flowchart of its jobs and what they wait for.
+
+GitLab draws Mermaid in Markdown (issues, merge requests, wikis, README files), so the graph
+of a task set can sit beside the change that makes it. One box per child pipeline (a part of
+a split task set); in it one node per task job, labelled with its identity, command and runner
+tags; an arrow for each job it waits for: ``then`` for the identity's previous task (the
+order of one identity's tasks), ``outputs`` for an identity whose outputs it reads; and the
+collect job, which runs after all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from runner_agent.render import RenderedPipeline
+
+__all__ = ["mermaid", "mermaid_markdown"]
+
+_NOT_JOBS = frozenset({"stages", "default", "variables", "workflow", "include", "spec"})
+
+
+def mermaid(pipelines: Sequence[RenderedPipeline]) -> str:
+    """A Mermaid ``flowchart`` of the pipelines' jobs and their ``needs``."""
+    lines = ["flowchart LR"]
+    for number, pipeline in enumerate(pipelines, start=1):
+        lines.extend(_part(number, len(pipelines), pipeline))
+    lines.append("  classDef collect fill:#f6f8fa,stroke:#8c959f,stroke-dasharray: 4 3")
+    return "\n".join(lines) + "\n"
+
+
+def mermaid_markdown(pipelines: Sequence[RenderedPipeline]) -> str:
+    """:func:`mermaid` in a fenced block, for a Markdown page GitLab renders."""
+    return f"```mermaid\n{mermaid(pipelines)}```\n"
+
+
+def _part(number: int, parts: int, pipeline: RenderedPipeline) -> list[str]:
+    jobs = _jobs(yaml.safe_load(pipeline.text) or {})
+    ids = {name: f"p{number}j{k}" for k, name in enumerate(jobs)}
+    title = "child pipeline" if parts == 1 else f"child pipeline, part {number} of {parts}"
+    lines = [f'  subgraph p{number}["{_text(title)}"]', "    direction LR"]
+    tasks = [name for name in jobs if name in pipeline.jobs]
+    lines.append(f'    subgraph p{number}t["tasks"]')
+    for name in tasks:
+        lines.append(f'      {ids[name]}["{_label(name, jobs[name])}"]')
+    for name in tasks:
+        for need in _needs(jobs[name]):
+            if need in ids:
+                kind = "then" if _identity(need) == _identity(name) else "outputs"
+                lines.append(f"      {ids[need]} -->|{kind}| {ids[name]}")
+    lines.append("    end")
+    for name in jobs:
+        if name not in pipeline.jobs:  # the collect job: after every task job, whatever ended
+            lines.append(f'    {ids[name]}["{_text(name)}<br/>after all, always"]:::collect')
+            lines.append(f"    p{number}t -.-> {ids[name]}")
+    lines.append("  end")
+    return lines
+
+
+def _jobs(document: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {
+        str(name): job
+        for name, job in document.items()
+        if name not in _NOT_JOBS and not str(name).startswith(".") and isinstance(job, Mapping)
+    }
+
+
+def _needs(job: Mapping[str, Any]) -> list[str]:
+    """The jobs of the same pipeline this job waits for (not the parent's plan job)."""
+    found = []
+    for need in job.get("needs") or []:
+        if isinstance(need, str):
+            found.append(need)
+        elif isinstance(need, Mapping) and "pipeline" not in need and "job" in need:
+            found.append(str(need["job"]))
+    return found
+
+
+def _identity(job_name: str) -> str:
+    """``acme/web:update:2`` -> ``acme/web``."""
+    return job_name.rsplit(":", 2)[0]
+
+
+def _label(name: str, job: Mapping[str, Any]) -> str:
+    identity, _, rest = name.partition(":")
+    command = rest.rsplit(":", 1)[0]
+    if command == "digest":  # no command given: the state decides
+        command = "digest: install or update"
+    tags = ", ".join(str(t) for t in job.get("tags") or [])
+    text = f"<b>{_text(identity)}</b><br/>{_text(command)}"
+    return text + (f"<br/><i>{_text(tags)}</i>" if tags else "")
+
+
+def _text(value: str) -> str:
+    """Text for a quoted Mermaid label: the characters Mermaid or HTML would read, as entities."""
+    out = []
+    for ch in value:
+        if ch.isalnum() or ch in " ./_-:,@+=":
+            out.append(ch)
+        else:
+            out.append(f"#{ord(ch)};")
+    return "".join(out)

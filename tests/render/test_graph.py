@@ -1,0 +1,116 @@
+"""The pipeline as a Mermaid picture: every job a node, every `needs` an arrow, parts boxed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runner_agent.agents import default_registry
+from runner_agent.cli import main
+from runner_agent.graph import mermaid, mermaid_markdown
+from runner_agent.render import RenderOptions, render_child
+from runner_agent.tasks import Task, tasks_from_data
+
+_NODE = re.compile(r'^\s+(p\d+j\d+)\["(.*)"\]')
+_EDGE = re.compile(r"^\s+(p\d+j\d+) -->\|(then|outputs)\| (p\d+j\d+)$")
+
+
+def kv(identity: str, **extra: Any) -> dict[str, Any]:
+    config = {"path": f"/tmp/graph/{identity}.json", "values": {"k": "v"}}
+    return {"identity": identity, "agent": "kv_file", "config": config, **extra}
+
+
+def tasks() -> list[Task]:
+    items = [
+        kv("acme/web", command="install", runner={"tags": ["dc1"]}),
+        kv("acme/cache"),
+        kv("acme/web", command="update", runner={"tags": ["dc1"]}),
+        {
+            **kv("acme/app"),
+            "outputs_from": ["acme/cache"],
+            "config": {"path": "/tmp/app.json", "values": {"p": "${outputs:acme/cache:path}"}},
+        },
+    ]
+    return tasks_from_data(items, "<test>", default_registry())
+
+
+def parse(text: str) -> tuple[dict[str, str], set[tuple[str, str, str]]]:
+    """Node id -> label, and (from label, kind, to label) edges."""
+    nodes = {m[1]: m[2] for line in text.splitlines() if (m := _NODE.match(line))}
+    edges = {
+        (nodes[m[1]], m[2], nodes[m[3]]) for line in text.splitlines() if (m := _EDGE.match(line))
+    }
+    return nodes, edges
+
+
+def test_every_job_is_a_node_and_every_need_an_arrow() -> None:
+    pipelines = render_child(tasks(), RenderOptions())
+    text = mermaid(pipelines)
+    assert text.startswith("flowchart LR\n")
+    nodes, edges = parse(text)
+    labels = sorted(nodes.values())
+    assert labels == [
+        "<b>acme/app</b><br/>digest: install or update",
+        "<b>acme/cache</b><br/>digest: install or update",
+        "<b>acme/web</b><br/>install<br/><i>dc1</i>",
+        "<b>acme/web</b><br/>update<br/><i>dc1</i>",
+        "runner-agent-collect<br/>after all, always",
+    ]
+    web_install, web_update = (
+        "<b>acme/web</b><br/>install<br/><i>dc1</i>",
+        "<b>acme/web</b><br/>update<br/><i>dc1</i>",
+    )
+    cache, app = (
+        "<b>acme/cache</b><br/>digest: install or update",
+        "<b>acme/app</b><br/>digest: install or update",
+    )
+    assert edges == {(web_install, "then", web_update), (cache, "outputs", app)}
+    # the same picture as the pipeline GitLab runs: one arrow per `needs` inside it
+    doc = yaml.safe_load(pipelines[0].text)
+    inside = [n for j in pipelines[0].jobs for n in doc[j].get("needs", []) if "pipeline" not in n]
+    assert len(inside) == len(edges)
+
+
+def test_a_split_task_set_draws_one_box_per_part() -> None:
+    pipelines = render_child(tasks(), RenderOptions(max_jobs=3))
+    text = mermaid(pipelines)
+    assert len(pipelines) > 1
+    titles = re.findall(r'subgraph p\d+\["([^"]+)"\]', text)
+    assert (
+        titles
+        == [f"child pipeline, part {n} of {len(pipelines)}" for n in range(1, 4)][: len(pipelines)]
+    )
+    assert text.count(":::collect") == len(pipelines)
+    _, edges = parse(text)
+    assert {kind for _, kind, _ in edges} == {"then", "outputs"}  # kept inside their part
+
+
+def test_labels_cannot_break_out_of_their_quotes() -> None:
+    from runner_agent.graph import _text
+
+    assert _text('a"b]<x>|c;') == "a#34;b#93;#60;x#62;#124;c#59;"
+
+
+def test_render_graph_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    items = tmp_path / "tasks.yml"
+    items.write_text(yaml.safe_dump([kv("acme/web"), kv("acme/web", command="update")]))
+    page = tmp_path / "docs" / "pipeline.md"
+    assert main(["render", str(items), "--graph", str(page)]) == 0
+    printed = capsys.readouterr().out
+    assert "acme/web:digest:0:" in printed  # the YAML, as without --graph
+    text = page.read_text()
+    assert text.startswith("```mermaid\nflowchart LR\n") and text.endswith("```\n")
+    pipelines = render_child(
+        tasks_from_data(yaml.safe_load(items.read_text()), "<t>", default_registry()),
+        RenderOptions(),
+    )
+    assert text == mermaid_markdown(pipelines)
+    assert main(["render", str(items), "--graph", "-"]) == 0
+    only = capsys.readouterr().out
+    assert only.startswith("flowchart LR\n") and "stages:" not in only  # the picture alone
+    assert main(["render", str(items), "--graph", str(tmp_path / "pipeline.mmd")]) == 0
+    assert (tmp_path / "pipeline.mmd").read_text().startswith("flowchart LR\n")
