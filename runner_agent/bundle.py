@@ -203,7 +203,8 @@ class Parts:
         names = [p.summary for p in self.parts]
         if len(set(names)) != len(names):
             problems.append(Problem(PARTS_FILE, "two parts name one summary", field="summary"))
-        if sorted(i for p in self.parts for i in p.tasks) != list(range(self.tasks)):
+        positions = sorted(i for p in self.parts for i in p.tasks)  # 0..tasks-1, each once
+        if positions != list(range(len(positions))) or len(positions) != self.tasks:
             problems.append(Problem(PARTS_FILE, "a task in no part or in two", field="tasks"))
         if problems:
             raise InvalidInput(problems)
@@ -385,11 +386,23 @@ def summarize(ctx: JobContext, parts: Parts | None = None, max_parts: int = 1000
 
 
 def _read_part(api: GitLabAPI, dispatch_id: str, file_name: str) -> list[Report]:
-    """A part's reports; none when its collect job uploaded no summary."""
+    """A part's reports; none when its collect job uploaded no summary. A report that does
+    not load is left out (its task then counts as not reported)."""
     try:
-        return [load_report(r) for r in read_summary(api, dispatch_id, file_name)["reports"]]
+        found = read_summary(api, dispatch_id, file_name)["reports"]
     except NotFound:
         return []
+    return _loaded(found)
+
+
+def _loaded(items: list[Any]) -> list[Report]:
+    reports = []
+    for item in items:
+        try:
+            reports.append(load_report(item))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return reports
 
 
 def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int) -> list[Report]:
@@ -402,5 +415,5 @@ def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int)
             part = read_summary(api, dispatch_id, f"summary-{k}.json")
         except NotFound:
             break
-        reports.extend(load_report(r) for r in part["reports"])
+        reports.extend(_loaded(part["reports"]))
     return reports

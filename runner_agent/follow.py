@@ -14,6 +14,7 @@ import json
 import time
 import zipfile
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +32,7 @@ from runner_agent.errors import (
 )
 from runner_agent.gitlab_api import GitLabAPI, NotFound
 from runner_agent.report import Report, account_for, load_report, merge_reports
+from runner_agent.retry import within
 
 __all__ = [
     "Child",
@@ -242,7 +244,10 @@ def wait(
     deadline = None if timeout is None else start + timeout
     pause = max(interval, 0.1)
     while True:
-        now_status = status(api, handle, children=False)
+        # a request's own retries end by the deadline too (a long rate-limit wait included)
+        left = None if deadline is None else max(deadline - clock(), 1.0)
+        with nullcontext() if left is None else within(left):
+            now_status = status(api, handle, children=False)
         if progress is not None:
             progress(now_status, clock() - start)
         if now_status.phase.terminal:
@@ -274,19 +279,22 @@ def reports(api: GitLabAPI, handle: Handle) -> DispatchReports:
                 f"pipeline {handle.pipeline_id} is {ended.status}: no summary yet "
                 f"({ended.web_url}); use runner-agent wait HANDLE"
             ) from None
-        # no summary (cancelled, or the last job never ran): the collect jobs' artifacts,
-        # else the reports the task jobs uploaded as they finished
-        found, source = _artifact_reports(api, handle.pipeline_id, 0), "artifacts"
-        if not found:
-            found, source = _uploaded_reports(api, handle.dispatch_id), "registry reports"
-        if not found:
+        # no summary (cancelled, or the last job never ran): the collect jobs' artifacts, and
+        # when they do not account for every task, the reports the task jobs uploaded
+        expected = _bundle_identities(api, handle)
+        collected = _artifact_reports(api, handle.pipeline_id, 0)
+        got, source = _latest(collected), "artifacts"
+        if expected is None or len(got) < len(expected):
+            uploaded = _uploaded_reports(api, handle.dispatch_id)
+            source = "artifacts and registry reports" if got else "registry reports"
+            got = _latest([*collected, *uploaded])
+        if not got:
             raise TaskFailed(
                 f"pipeline {handle.pipeline_id} ended {ended.status} and no task reported: "
                 f"{ended.web_url}"
             ) from None
         why = f"no report: the pipeline ended {ended.status} before this task's job reported"
-        got = [load_report(r) for r in found]
-        summary = merge_reports(account_for(_bundle_identities(api, handle), got, why))
+        summary = merge_reports(account_for(expected, got, why))
     loaded = tuple(load_report(r) for r in summary.get("reports", []))
     return DispatchReports(handle, summary, loaded, source)
 
@@ -304,6 +312,21 @@ def _artifact_reports(api: GitLabAPI, pipeline_id: int, depth: int) -> list[dict
             if down.get("id"):
                 found.extend(_artifact_reports(api, int(down["id"]), depth + 1))
     return found
+
+
+def _latest(found: list[dict[str, Any]]) -> list[Report]:
+    """One report per task: a retried job's report replaces the first attempt's (same task
+    file, later finish); reports that do not load are left out."""
+    kept: dict[tuple[str, str], Report] = {}
+    for data in found:
+        try:
+            report = load_report(data)
+        except (KeyError, TypeError, ValueError):
+            continue
+        key = (report.identity, report.source or f"#{len(kept)}")
+        if key not in kept or report.finished >= kept[key].finished:
+            kept[key] = report
+    return list(kept.values())
 
 
 def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[dict[str, Any]]:

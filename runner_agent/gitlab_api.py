@@ -308,7 +308,13 @@ class GitLabAPI:
         """The file names of a generic package version (GitLab 16.6+ filters by version); []
         when there is no such package. Two requests, or more for many files."""
         path = f"{self._project_path}/packages"
-        query = {"package_type": "generic", "package_name": package, "package_version": version}
+        query = {  # newest first: GitLab before 16.6 ignores package_version
+            "package_type": "generic",
+            "package_name": package,
+            "package_version": version,
+            "order_by": "created_at",
+            "sort": "desc",
+        }
         names: list[str] = []
         for found in self._get_all(path, query, limit=5):
             # package_name is a fuzzy search, and older GitLab ignores package_version

@@ -16,39 +16,52 @@ from typing import Any
 import yaml
 
 from runner_agent.render import RenderedPipeline
+from runner_agent.tasks import Task
 
 __all__ = ["mermaid", "mermaid_markdown"]
 
 _NOT_JOBS = frozenset({"stages", "default", "variables", "workflow", "include", "spec"})
 
 
-def mermaid(pipelines: Sequence[RenderedPipeline]) -> str:
-    """A Mermaid ``flowchart`` of the pipelines' jobs and their ``needs``."""
+def mermaid(pipelines: Sequence[RenderedPipeline], tasks: Sequence[Task] = ()) -> str:
+    """A Mermaid ``flowchart`` of the pipelines' jobs and their ``needs``; with the tasks
+    rendered, the labels name their identity and command (a long job name is shortened)."""
     lines = ["flowchart LR"]
     for number, pipeline in enumerate(pipelines, start=1):
-        lines.extend(_part(number, len(pipelines), pipeline))
+        lines.extend(_part(number, len(pipelines), pipeline, tasks))
     lines.append("  classDef collect fill:#f6f8fa,stroke:#8c959f,stroke-dasharray: 4 3")
     return "\n".join(lines) + "\n"
 
 
-def mermaid_markdown(pipelines: Sequence[RenderedPipeline]) -> str:
+def mermaid_markdown(pipelines: Sequence[RenderedPipeline], tasks: Sequence[Task] = ()) -> str:
     """:func:`mermaid` in a fenced block, for a Markdown page GitLab renders."""
-    return f"```mermaid\n{mermaid(pipelines)}```\n"
+    return f"```mermaid\n{mermaid(pipelines, tasks)}```\n"
 
 
-def _part(number: int, parts: int, pipeline: RenderedPipeline) -> list[str]:
+def _part(number: int, parts: int, pipeline: RenderedPipeline, tasks: Sequence[Task]) -> list[str]:
     jobs = _jobs(yaml.safe_load(pipeline.text) or {})
     ids = {name: f"p{number}j{k}" for k, name in enumerate(jobs)}
+    known = {n: tasks[i] for n, i in pipeline.jobs.items() if i < len(tasks)}
+
+    def identity(name: str) -> str:
+        return known[name].identity if name in known else name.rsplit(":", 2)[0]
+
     title = "child pipeline" if parts == 1 else f"child pipeline, part {number} of {parts}"
     lines = [f'  subgraph p{number}["{_text(title)}"]', "    direction LR"]
-    tasks = [name for name in jobs if name in pipeline.jobs]
+    task_jobs = [name for name in jobs if name in pipeline.jobs]
     lines.append(f'    subgraph p{number}t["tasks"]')
-    for name in tasks:
-        lines.append(f'      {ids[name]}["{_label(name, jobs[name])}"]')
-    for name in tasks:
+    for name in task_jobs:
+        found = known.get(name)
+        label = _label(
+            found.identity if found else identity(name),
+            (found.command or "digest") if found else name.rsplit(":", 2)[-2],
+            jobs[name],
+        )
+        lines.append(f'      {ids[name]}["{label}"]')
+    for name in task_jobs:
         for need in _needs(jobs[name]):
             if need in ids:
-                kind = "then" if _identity(need) == _identity(name) else "outputs"
+                kind = "then" if identity(need) == identity(name) else "outputs"
                 lines.append(f"      {ids[need]} -->|{kind}| {ids[name]}")
     lines.append("    end")
     for name in jobs:
@@ -78,14 +91,7 @@ def _needs(job: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _identity(job_name: str) -> str:
-    """``acme/web:update:2`` -> ``acme/web``."""
-    return job_name.rsplit(":", 2)[0]
-
-
-def _label(name: str, job: Mapping[str, Any]) -> str:
-    identity, _, rest = name.partition(":")
-    command = rest.rsplit(":", 1)[0]
+def _label(identity: str, command: str, job: Mapping[str, Any]) -> str:
     if command == "digest":  # no command given: the state decides
         command = "digest: install or update"
     tags = ", ".join(str(t) for t in job.get("tags") or [])

@@ -338,12 +338,18 @@ def account_for(
 ) -> list[Report]:
     """``reports``, plus an error report (saying ``why``) for each expected identity that has
     none: a task whose job never reported is never silently missing. ``expected`` lists the
-    dispatch's identities, once per task; None when unknown."""
-    missing = list(expected or ())
+    identities, once per task; None when unknown (then ``reports`` as they are). Reports
+    beyond what is expected (an identity that is not there, or more of one than it has
+    tasks) are left out: a wrong or tampered summary cannot add tasks."""
+    if expected is None:
+        return list(reports)
+    missing = list(expected)
+    kept = []
     for r in reports:
         if r.identity in missing:
             missing.remove(r.identity)
-    return [*reports, *(Report(i, "", None, Status.ERROR, error=why) for i in missing)]
+            kept.append(r)
+    return [*kept, *(Report(i, "", None, Status.ERROR, error=why) for i in missing)]
 
 
 def _first_failure(report: Report) -> str:

@@ -33,10 +33,11 @@ _STATUSES = frozenset(s.value for s in Status)
 _KNOWN = frozenset({"ok", "changed", "failed", "unreachable", "skipped", "added", "removed"})
 # shown as \xNN (\uNNNN): C0/C1 controls (an ANSI colour code, a NUL) would vanish or garble
 # the page; a lone surrogate (JSON allows "\ud800") cannot even be written as UTF-8; bidi
-# overrides and invisible marks (U+200B-200F, 202A-202E, 2066-2069) would let a value show as
-# other text than it is
+# overrides and invisible marks (U+00AD, 061C, 200B-200F, 202A-202E, 2060-2069, FEFF) would
+# let a value show as other text than it is
 _UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b-\u200f\u202a-\u202e\u2066-\u2069"
+    "\u00ad\u061c\u2060-\u2064\ufeff]"
 )
 _WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 

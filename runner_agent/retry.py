@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from runner_agent import signals
+
 __all__ = ["TRANSIENT", "RetryPolicy", "RetryingSession", "idempotent", "within"]
 
 log = logging.getLogger("runner_agent.gitlab")
@@ -108,13 +110,15 @@ class RetryingSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         idempotent = _IDEMPOTENT.get()
-        deadline = _DEADLINE.get()
+        deadline = _deadline()
         verb = method.decode() if isinstance(method, bytes) else method
         where = f"{verb.upper()} {urlsplit(str(url)).path}"
         attempt = 0
         while True:
             if deadline is not None:
-                kwargs["timeout"] = max(0.5, min(_seconds(kwargs["timeout"]), _left(deadline)))
+                if _left(deadline) <= 0:  # not sent: a deadline is a deadline
+                    raise requests.exceptions.ConnectTimeout(f"{where}: past its deadline")
+                kwargs["timeout"] = max(0.2, min(_seconds(kwargs["timeout"]), _left(deadline)))
             try:
                 response = super().request(method, url, *args, **kwargs)
             except requests.exceptions.ConnectTimeout:
@@ -150,10 +154,24 @@ class RetryingSession(requests.Session):
             asked = self.policy.retry_after(response.headers)
             if asked is not None and asked > self.policy.max_retry_after:
                 return None
-            return self.policy.unsaid_retry_after if asked is None else asked
+            if asked is None:  # a rate limit window, with jitter so clients do not line up
+                unsaid = min(self.policy.unsaid_retry_after, self.policy.max_retry_after)
+                return unsaid * (1 + self.policy.jitter() / 10)
+            return asked
         if status in TRANSIENT and idempotent:
             return self.policy.delay(attempt)
         return None
+
+
+def _deadline() -> float | None:
+    """The ``within`` deadline, or STOP_GRACE after a stop signal, whichever comes first."""
+    found = [d for d in (_DEADLINE.get(), _stopping_deadline()) if d is not None]
+    return min(found) if found else None
+
+
+def _stopping_deadline() -> float | None:
+    since = signals.stop_requested_at()
+    return None if since is None else since + signals.STOP_GRACE
 
 
 def _seconds(timeout: Any) -> float:

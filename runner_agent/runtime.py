@@ -256,8 +256,10 @@ def run_task(task: Task, ctx: RunContext) -> Report:
             with ctx.store.lock(task.identity, first, wait=True):
                 keep(ctx.store.read(task.identity))
     except KeyboardInterrupt as exc:
-        if not written:  # the commands that finished stay in the report
+        if not written and report.status is Status.SUCCESS:  # what ran stays in the report
             report.status, report.error = Status.ERROR, INTERRUPTED
+        elif not written:  # a command had failed already: that stays the outcome
+            report.error = f"{report.error}; then {INTERRUPTED}" if report.error else INTERRUPTED
         _finish(report, started, ctx)
         raise _TaskInterrupted(_redacted(report, ctx.redactor)) from exc
     except LockedError as exc:

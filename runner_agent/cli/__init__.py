@@ -7,15 +7,12 @@ place where an exception becomes an exit code.
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
-from runner_agent import __version__
+from runner_agent import __version__, signals
 from runner_agent.cli import _common
 from runner_agent.errors import InvalidInput, RunnerAgentError
 
@@ -82,46 +79,28 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and exit with) the exit code."""
-    previous = _on_sigterm_interrupt()
-    try:
-        rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Abort:
-        # Ctrl-C, or SIGTERM (GitLab cancelling the job): the run cleaned up on its way out
-        click.echo("interrupted: no state was written for the task that was running", err=True)
-        code = EXIT_INTERRUPTED
-    except click.ClickException as exc:  # usage errors are invalid input
-        exc.show()
-        code = 2
-    except InvalidInput as exc:
-        _common.print_problems(exc)
-        code = exc.exit_code
-    except RunnerAgentError as exc:
-        click.echo(f"error: {_common.redact(str(exc))}", err=True)
-        code = exc.exit_code
-    else:
-        code = rv if isinstance(rv, int) else 0
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with signals.installed():  # SIGTERM unwinds like Ctrl-C; see runner_agent.signals
+        code = _run(argv)
     if argv is None:
         sys.exit(code)
     return code
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    # stopping already: a second Ctrl-C or SIGTERM must not cut the clean-up and the last
-    # report short (both are bounded: a few seconds)
-    for held in _STOP_SIGNALS:
-        signal.signal(held, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
-def _on_sigterm_interrupt() -> dict[int, Any]:
-    """Make SIGTERM unwind like Ctrl-C, so temporary folders and Ansible processes are cleaned
-    up; returns the handlers to restore (none off the main thread, where none can be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
-
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        # Ctrl-C, or SIGTERM (GitLab stopping the job): the run cleaned up on its way out,
+        # and `run` wrote what each task did (its report) before this
+        click.echo("interrupted (SIGTERM or Ctrl-C)", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:  # usage errors are invalid input
+        exc.show()
+        return 2
+    except InvalidInput as exc:
+        _common.print_problems(exc)
+        return exc.exit_code
+    except RunnerAgentError as exc:
+        click.echo(f"error: {_common.redact(str(exc))}", err=True)
+        return exc.exit_code
+    return rv if isinstance(rv, int) else 0

@@ -142,7 +142,7 @@ def render(
     )
     tasks = load_tasks(paths, default_registry(agents_path))
     if graph is not None:
-        _graph(render_child(tasks, options), graph)
+        _graph(render_child(tasks, options), tasks, graph)
         if graph == "-" and file is None:
             return 0
     if file is not None:
@@ -160,14 +160,14 @@ def render(
     return 0
 
 
-def _graph(pipelines: list[Any], target: str) -> None:
+def _graph(pipelines: list[Any], tasks: list[Any], target: str) -> None:
     from runner_agent.graph import mermaid, mermaid_markdown
 
     if target == "-":
-        click.echo(mermaid(pipelines), nl=False)
+        click.echo(mermaid(pipelines, tasks), nl=False)
         return
     path = Path(target)
-    text = mermaid_markdown(pipelines) if path.suffix == ".md" else mermaid(pipelines)
+    text = (mermaid_markdown if path.suffix == ".md" else mermaid)(pipelines, tasks)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -99,9 +99,6 @@ def _blocked_by(after: Sequence[Path]) -> str:
     return ""
 
 
-LAST_WORDS = 8.0  # seconds to deliver a stopped job's reports: the runner's grace is short
-
-
 def _deliver(
     reports: list[Report],
     report_path: Path | None,
@@ -243,14 +240,12 @@ def run(
         try:
             reports = run_tasks(tasks, ctx)
         except Interrupted as exc:  # stopped: still say what happened, then stop
-            # the runner kills the job soon after asking it to stop: say it within seconds,
-            # and let no second signal cut it short
-            from runner_agent.retry import within  # not loaded by local runs
-
-            with deferred(), within(LAST_WORDS):
+            # (uploads give up STOP_GRACE seconds after the signal: the runner kills soon)
+            with deferred():
                 _deliver(exc.reports, report_path, dotenv_path, html_path, job)
             raise
-    _deliver(reports, report_path, dotenv_path, html_path, job)
+    with deferred():  # a stop now waits for the reports (state is already written)
+        _deliver(reports, report_path, dotenv_path, html_path, job)
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:

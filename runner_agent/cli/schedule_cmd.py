@@ -122,9 +122,8 @@ def schedule_delete(schedule_id: int, project: str | None, section: str | None) 
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    envvar="RUNNER_AGENT_STATE_DIR",
-    help="The local state folder (implies --local). [env: RUNNER_AGENT_STATE_DIR; default: "
-    "$XDG_STATE_HOME/runner-agent]",
+    help="The local state folder (implies --local). Default with --local: "
+    "RUNNER_AGENT_STATE_DIR, else $XDG_STATE_HOME/runner-agent, as `run --local`.",
 )
 @gitlab_options
 @output_option
@@ -143,8 +142,9 @@ def state(
       runner-agent state acme/web --local              # what run --local keeps here
       runner-agent state acme/web -p acme/agents -o json   # what the GitLab jobs keep
     """
-    if local or state_dir is not None:
-        found = LocalStateStore(state_dir or default_state_dir()).read(identity)
+    if local or state_dir is not None:  # only when asked: a variable alone never switches
+        folder = state_dir or Path(os.environ.get("RUNNER_AGENT_STATE_DIR") or default_state_dir())
+        found = LocalStateStore(folder).read(identity)
     else:
         api = connect(os.environ, project=project, section=section)
         remember_secrets(list(api.secrets))

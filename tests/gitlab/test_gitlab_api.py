@@ -189,7 +189,11 @@ def test_a_429_that_says_not_when_waits_out_a_rate_limit_minute(
     fake.pipelines[7] = {"id": 7, "status": "running"}
     fake.inject("GET", "pipeline", "429")
     assert api.get_pipeline(7)["status"] == "running"
-    assert clock.sleeps == [60.0]
+    assert clock.sleeps == [pytest.approx(66.0)]  # a minute, plus jitter (the test's: 10 %)
+    fake.inject("GET", "pipeline", *["429"] * 7)  # still refused after every wait: an error
+    with pytest.raises(GitLabError, match="429"):
+        api.get_pipeline(7)
+    assert len(clock.sleeps) == 1 + 6  # bounded by max_retries
 
 
 def test_retry_after_as_an_http_date_and_ratelimit_reset(policy: RetryPolicy, clock: Clock) -> None:

@@ -238,5 +238,9 @@ def test_state_cli_reads_gitlab_or_a_local_folder(
     calls = len(fake.calls)
     with pytest.MonkeyPatch.context() as env:  # as `run --local` is told where its state is
         env.setenv("RUNNER_AGENT_STATE_DIR", str(tmp_path / "local"))
+        code, out, _ = run_cli("state", "acme/web", "-p", "42")
+        assert code == 0 and "port = 8080" in out  # the folder alone switches nothing
+        calls = len(fake.calls)
+        env.setenv("RUNNER_AGENT_LOCAL", "1")
         code, out, _ = run_cli("state", "acme/web")
     assert code == 0 and "n = 1" in out and len(fake.calls) == calls  # GitLab not asked

@@ -121,6 +121,20 @@ def test_a_task_missing_from_a_part_that_arrived_is_an_error_of_that_part(
     assert [(f["identity"], f["error"]) for f in failed] == [("a/2", NO_REPORT)]
 
 
+def test_a_part_cannot_report_for_tasks_that_are_not_its_own(
+    fake: FakeGitLab, clock: Clock, bundle: Bundle
+) -> None:
+    # part 1 also claims b/1 (part 2's, which sent nothing) and an identity of no task
+    claims = _summary("a/1", "a/2", "b/1", "x/9")
+    fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "summary-1.json", claims)
+    fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "summary-3.json", _summary("c/1", "c/2"))
+    merged = _summarize(clock, bundle, _parts(bundle))
+    assert merged["tasks"] == 6 and merged["counts"] == {"success": 4, "error": 2}
+    failed = merged["failed"]
+    assert isinstance(failed, list)
+    assert [f["identity"] for f in failed] == ["b/1", "b/2"]
+
+
 def test_parts_of_another_dispatch_or_bundle_are_refused(
     fake: FakeGitLab, clock: Clock, bundle: Bundle
 ) -> None:

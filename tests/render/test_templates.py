@@ -67,7 +67,7 @@ def test_parent_plans_then_triggers_the_child_from_the_plan_artifact() -> None:
     _, jobs = _spec_and_jobs(PARENT, {})
     plan, run = jobs["runner-agent-plan"], jobs["runner-agent-run"]
     assert plan["script"] == ["runner-agent plan --file .runner-agent/pipeline.yml"]
-    assert plan["artifacts"] == {"paths": [".runner-agent/"]}
+    assert plan["artifacts"] == {"paths": [".runner-agent/"], "expire_in": "30 days"}
     assert plan["tags"] == ["runner-agent"]
     assert run["trigger"] == {
         "include": [{"artifact": ".runner-agent/pipeline.yml", "job": "runner-agent-plan"}],

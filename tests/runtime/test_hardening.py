@@ -79,6 +79,7 @@ def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path, signals:
     assert proc.returncode == 130, err
     assert "interrupted" in err and "sig-canary-4417" not in out + err
     assert list(temp.iterdir()) == []  # private data dir (extravars with the secret) gone
+    temp.rmdir()
     marker = str(temp)
     survivors = [
         p
