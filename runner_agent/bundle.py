@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner_agent.errors import GitLabError, InvalidInput, Problem
 from runner_agent.gitlab_api import GitLabAPI, NotFound, connect
-from runner_agent.report import Report, account_for, load_report, merge_reports
+from runner_agent.report import Report, account_for, load_reports, merge_reports
 from runner_agent.tasks import Task, tasks_from_data
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ __all__ = [
     "Part",
     "Parts",
     "build_bundle",
+    "bundle_identities",
     "dump",
     "fetch_bundle_tasks",
     "job_context",
@@ -341,6 +342,16 @@ def publish_summary(
     return _upload(ctx, name, dump(summary), "summary", warn)
 
 
+def bundle_identities(api: GitLabAPI, dispatch_id: str) -> list[str]:
+    """The identities of a dispatch's tasks, in bundle order, once per task. Raises NotFound,
+    ValueError when the file is not a bundle."""
+    bundle = json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, BUNDLE_FILE))
+    try:
+        return [str(t["identity"]) for t in bundle["tasks"]]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{BUNDLE_FILE} of dispatch {dispatch_id} is not a bundle") from exc
+
+
 def read_summary(api: GitLabAPI, dispatch_id: str, file_name: str = SUMMARY_FILE) -> dict[str, Any]:
     """A summary from the registry. Raises NotFound, or GitLabError when it is not a summary."""
     data = api.get_package_file(DISPATCH_PACKAGE, dispatch_id, file_name)
@@ -368,8 +379,7 @@ def summarize(ctx: JobContext, parts: Parts | None = None, max_parts: int = 1000
     """
     if ctx.dispatch_id is None:
         raise InvalidInput(Problem("RA_DISPATCH_ID", "not set: this job serves no dispatch"))
-    bundle = json.loads(ctx.api.get_package_file(DISPATCH_PACKAGE, ctx.dispatch_id, BUNDLE_FILE))
-    expected = [t["identity"] for t in bundle.get("tasks", [])]
+    expected = bundle_identities(ctx.api, ctx.dispatch_id)
     if parts is None:
         found = _read_in_order(ctx.api, ctx.dispatch_id, len(expected), max_parts)
         reports = account_for(expected, found, _NO_REPORT)
@@ -392,17 +402,7 @@ def _read_part(api: GitLabAPI, dispatch_id: str, file_name: str) -> list[Report]
         found = read_summary(api, dispatch_id, file_name)["reports"]
     except NotFound:
         return []
-    return _loaded(found)
-
-
-def _loaded(items: list[Any]) -> list[Report]:
-    reports = []
-    for item in items:
-        try:
-            reports.append(load_report(item))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue
-    return reports
+    return load_reports(found)
 
 
 def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int) -> list[Report]:
@@ -415,5 +415,5 @@ def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int)
             part = read_summary(api, dispatch_id, f"summary-{k}.json")
         except NotFound:
             break
-        reports.extend(_loaded(part["reports"]))
+        reports.extend(load_reports(part["reports"]))
     return reports

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from runner_agent.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, check_ids, read_summary
+from runner_agent.bundle import DISPATCH_PACKAGE, bundle_identities, check_ids, read_summary
 from runner_agent.errors import (
     EXIT_FAILED,
     GitLabError,
@@ -31,7 +31,7 @@ from runner_agent.errors import (
     TimedOut,
 )
 from runner_agent.gitlab_api import GitLabAPI, NotFound
-from runner_agent.report import Report, account_for, load_report, merge_reports
+from runner_agent.report import Report, account_for, load_report, load_reports, merge_reports
 from runner_agent.retry import within
 
 __all__ = [
@@ -314,42 +314,36 @@ def _artifact_reports(api: GitLabAPI, pipeline_id: int, depth: int) -> list[dict
     return found
 
 
-def _latest(found: list[dict[str, Any]]) -> list[Report]:
+def _latest(found: list[Any]) -> list[Report]:
     """One report per task: a retried job's report replaces the first attempt's (same task
     file, later finish); reports that do not load are left out."""
     kept: dict[tuple[str, str], Report] = {}
-    for data in found:
-        try:
-            report = load_report(data)
-        except (KeyError, TypeError, ValueError):
-            continue
-        key = (report.identity, report.source or f"#{len(kept)}")
+    for n, report in enumerate(load_reports(found)):
+        key = (report.identity, report.source or f"#{n}")  # no source: never the same task
         if key not in kept or report.finished >= kept[key].finished:
             kept[key] = report
     return list(kept.values())
 
 
-def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[dict[str, Any]]:
-    """The reports task jobs uploaded to the dispatch's package (``report-<job>[-n].json``)."""
-    found: list[dict[str, Any]] = []
+def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[Any]:
+    """The documents task jobs uploaded to the dispatch's package (``report-<job>[-n].json``),
+    as JSON; :func:`_latest` keeps those that are reports."""
+    found: list[Any] = []
     names = api.list_package_files(DISPATCH_PACKAGE, dispatch_id)
     for name in sorted({n for n in names if n.startswith("report-") and n.endswith(".json")}):
         try:
-            data = json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, name))
+            found.append(json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, name)))
         except (NotFound, ValueError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("identity"), str):
-            found.append(data)
     return found
 
 
 def _bundle_identities(api: GitLabAPI, handle: Handle) -> list[str] | None:
     """The identities of the dispatch's tasks, in order; None when the bundle is gone."""
     try:
-        bundle = json.loads(api.get_package_file(DISPATCH_PACKAGE, handle.dispatch_id, BUNDLE_FILE))
+        return bundle_identities(api, handle.dispatch_id)
     except (NotFound, ValueError):
         return None
-    return [str(t.get("identity")) for t in bundle.get("tasks", []) if isinstance(t, dict)]
 
 
 def _summary_reports(api: GitLabAPI, job_id: int) -> list[dict[str, Any]]:

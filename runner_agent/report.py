@@ -26,6 +26,7 @@ __all__ = [
     "atomic_write",
     "dotenv",
     "load_report",
+    "load_reports",
     "merge_reports",
     "table",
 ]
@@ -153,6 +154,18 @@ def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def load_reports(items: Iterable[Any]) -> list[Report]:
+    """The items that are reports, as Reports; anything else (a report without a status, not
+    a mapping) is left out. For reports read back from GitLab, which any job can upload."""
+    reports = []
+    for item in items:
+        try:
+            reports.append(load_report(item))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return reports
 
 
 def load_report(data: Mapping[str, Any]) -> Report:

@@ -152,19 +152,13 @@ class GitLabStandIn(FakeGitLab):
     def _stop_jobs(self, run: Run) -> None:
         """What a runner does with a cancelled job: SIGTERM to its script's processes, time
         to end (the agent reports), then the pipeline is over."""
-        jobs = [
-            pid
-            for pid, (_, cmdline, cwd) in _processes().items()
-            if cwd.startswith(str(run.checkout)) and "runner-agent " in cmdline
-        ]
-        for pid in jobs:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        jobs = _agents(_processes(), run.checkout)
+        _send(jobs, signal.SIGTERM)
         deadline = time.monotonic() + 10  # then the runner kills what is left
         while any(Path(f"/proc/{pid}").exists() for pid in jobs) and time.monotonic() < deadline:
             time.sleep(0.1)
         if run.process is not None:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):  # the pipeline ended meanwhile
                 os.killpg(run.process.pid, signal.SIGTERM)
 
     def _start(self, answer: Answer, call: Call) -> None:
@@ -318,28 +312,43 @@ class GitLabStandIn(FakeGitLab):
 
     def _try_kill(self, run: Run, kill: Kill) -> None:
         tree = _processes()
-        for pid, (_, cmdline, cwd) in tree.items():
-            program = Path(cmdline.split(" ", 1)[0]).name
-            if not cwd.startswith(str(run.checkout)) or not program.startswith("python"):
-                continue
+        for pid in _agents(tree, run.checkout):
+            cmdline = tree[pid][1]
             if f"tasks/{kill.task_file}" not in cmdline or "runner-agent run" not in cmdline:
                 continue
             below = _descendants(tree, pid)
             if not any("ansible" in tree[p][1] for p in below):
                 return  # not midway yet
-            for victim in [pid, *below] if kill.sig == signal.SIGKILL else [pid]:
-                with contextlib.suppress(ProcessLookupError):  # ended on its own meanwhile
-                    os.kill(victim, kill.sig)
+            _send([pid, *below] if kill.sig == signal.SIGKILL else [pid], kill.sig)
             kill.done.set()
             return
 
 
 def stop_processes(*markers: str) -> None:
     """SIGKILL every process whose command line or working folder names one of ``markers``."""
-    for pid, (_, cmdline, cwd) in _processes().items():
-        if pid != os.getpid() and any(m in cmdline or cwd.startswith(m) for m in markers):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    found = _processes().items()
+    _send(
+        [p for p, (_, cmd, cwd) in found if any(m in cmd or cwd.startswith(m) for m in markers)],
+        signal.SIGKILL,
+    )
+
+
+def _agents(tree: dict[int, tuple[int, str, str]], checkout: Path) -> list[int]:
+    """The runner-agent processes (Python) that jobs run in a pipeline's checkout."""
+    return [
+        pid
+        for pid, (_, cmdline, cwd) in tree.items()
+        if cwd.startswith(str(checkout))
+        and Path(cmdline.split(" ", 1)[0]).name.startswith("python")
+        and "runner-agent " in cmdline
+    ]
+
+
+def _send(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):  # ended on its own meanwhile
+                os.kill(pid, sig)
 
 
 def _processes() -> dict[int, tuple[int, str, str]]:
