@@ -16,14 +16,14 @@ sys.path.insert(0, str(ROOT / "tests" / "gitlab"))
 
 from fake_gitlab import CANARY_TOKEN, FakeGitLab, mocked  # noqa: E402
 
-from runner_agent.agents import default_registry  # noqa: E402
-from runner_agent.bundle import DISPATCH_PACKAGE, dump  # noqa: E402
-from runner_agent.dispatch import Dispatcher  # noqa: E402
-from runner_agent.gitlab_api import connect  # noqa: E402
-from runner_agent.inflight import MemoryLedger  # noqa: E402
-from runner_agent.report import Report, Status, merge_reports  # noqa: E402
-from runner_agent.retry import RetryPolicy  # noqa: E402
-from runner_agent.tasks import tasks_from_data  # noqa: E402
+from runner_agent.gitlab.api import connect  # noqa: E402
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, dump  # noqa: E402
+from runner_agent.gitlab.dispatch import Dispatcher  # noqa: E402
+from runner_agent.gitlab.inflight import MemoryLedger  # noqa: E402
+from runner_agent.gitlab.retry import RetryPolicy  # noqa: E402
+from runner_agent.model.agents import default_registry  # noqa: E402
+from runner_agent.model.tasks import tasks_from_data  # noqa: E402
+from runner_agent.report.model import Report, Status, merge_reports  # noqa: E402
 
 TASKS = 1000
 INTERVAL = 10.0

@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 from _bench import LOCALHOST, verdict
 from endpoints import etcd_delete_prefix, etcd_get_prefix, start_etcd
 
-from runner_agent.agents import default_registry
-from runner_agent.ansible_exec import PlaybookSpec, run_playbook
+from runner_agent.model.agents import default_registry
+from runner_agent.run.ansible_exec import PlaybookSpec, run_playbook
 
 KEYS = 1000
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3

@@ -1,7 +1,7 @@
 """20 hosts on the local connection: the toolkit's Ansible settings against Ansible's defaults.
 
 The same playbook, inventory and extra vars (kv_file update, one file per host), run by
-`ansible-playbook` with the settings `runner_agent.ansible_exec.ansible_env` chooses (facts
+`ansible-playbook` with the settings `runner_agent.run.ansible_exec.ansible_env` chooses (facts
 off, pipelining, forks = hosts, mitogen strategy when installed) and with none. Target: ratio at
 most 0.6.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from _bench import clean_env, playbook_command, side_by_side, timed, verdict
 
-from runner_agent.agents import default_registry
-from runner_agent.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
+from runner_agent.model.agents import default_registry
+from runner_agent.run.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
 
 HOSTS = 20
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3

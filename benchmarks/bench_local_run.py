@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 from _bench import BIN, LOCALHOST, clean_env, playbook_command, side_by_side, timed, verdict
 
-from runner_agent.agents import default_registry
-from runner_agent.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
+from runner_agent.model.agents import default_registry
+from runner_agent.run.ansible_exec import PlaybookSpec, ansible_env, write_private_dir
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from runner_agent.render import RenderedPipeline, RenderOptions, render_child
-from runner_agent.tasks import Task
+from runner_agent.model.tasks import Task
+from runner_agent.pipeline.render import RenderedPipeline, RenderOptions, render_child
 
 TARGET_RATIO = 3.0
 

@@ -11,8 +11,7 @@ __version__ = "0.1.0"
 import importlib
 from typing import Any
 
-from runner_agent.agents import Agent, AgentRegistry, default_registry
-from runner_agent.errors import (
+from runner_agent.core.errors import (
     GitLabError,
     InvalidInput,
     LockedError,
@@ -21,16 +20,17 @@ from runner_agent.errors import (
     TaskFailed,
     TimedOut,
 )
-from runner_agent.report import Report, Status, merge_reports
-from runner_agent.runtime import RunContext, run_tasks
-from runner_agent.state import LocalStateStore, State, StateStore
-from runner_agent.tasks import Task, load_tasks, tasks_from_data
+from runner_agent.model.agents import Agent, AgentRegistry, default_registry
+from runner_agent.model.state import LocalStateStore, State, StateStore
+from runner_agent.model.tasks import Task, load_tasks, tasks_from_data
+from runner_agent.report.model import Report, Status, merge_reports
+from runner_agent.run.runtime import RunContext, run_tasks
 
 _LAZY = {
-    "Dispatcher": "runner_agent.dispatch",
-    "Handle": "runner_agent.dispatch",
-    "Phase": "runner_agent.dispatch",
-    "load_handle": "runner_agent.dispatch",
+    "Dispatcher": "runner_agent.gitlab.dispatch",
+    "Handle": "runner_agent.gitlab.dispatch",
+    "Phase": "runner_agent.gitlab.dispatch",
+    "load_handle": "runner_agent.gitlab.dispatch",
     "handle_invocation": "runner_agent.stackl",
     "invocation_to_tasks": "runner_agent.stackl",
     "report_to_result": "runner_agent.stackl",

@@ -19,9 +19,9 @@ import click
 import pytest
 import yaml
 
-from runner_agent import errors
 from runner_agent.cli import cli
-from runner_agent.resources import ansible_dir, schema_path
+from runner_agent.core import errors
+from runner_agent.core.resources import ansible_dir, schema_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runner_agent.placeholders import Placeholder, find_placeholders, resolve, walk_strings
+from runner_agent.model.placeholders import Placeholder, find_placeholders, resolve, walk_strings
 
 ENV = {"USER": "alice", "TOKEN": "s3cr3t", "EMPTY": ""}
 OUTPUTS: dict[str, dict[str, Any]] = {

@@ -18,8 +18,11 @@ import pytest
 import yaml
 
 from runner_agent.cli import main
-from runner_agent.render import RenderOptions, render_child
-from runner_agent.report import (
+from runner_agent.core.resources import templates_dir
+from runner_agent.model.tasks import Task
+from runner_agent.pipeline.render import RenderOptions, render_child
+from runner_agent.report.html import html_report
+from runner_agent.report.model import (
     CommandResult,
     FailedTask,
     HostStats,
@@ -28,9 +31,6 @@ from runner_agent.report import (
     TaskResult,
     merge_reports,
 )
-from runner_agent.report_html import html_report
-from runner_agent.resources import templates_dir
-from runner_agent.tasks import Task
 
 CANARY = "<script>alert(1)</script>\"'&"
 JOB = "https://gitlab.example/acme/agents/-/jobs/7"
@@ -330,8 +330,8 @@ def test_bidi_overrides_and_invisible_marks_cannot_disguise_a_value() -> None:
 def test_the_same_reports_give_the_same_bytes_whatever_the_process() -> None:
     data = json.dumps([r.to_dict(results=True) for r in all_statuses()])
     code = (
-        "import json, sys; from runner_agent.report import load_report; "
-        "from runner_agent.report_html import html_report; "
+        "import json, sys; from runner_agent.report.model import load_report; "
+        "from runner_agent.report.html import html_report; "
         "print(html_report([load_report(r) for r in json.loads(sys.stdin.read())]))"
     )
     pages = {

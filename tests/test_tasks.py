@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from runner_agent.agents import AgentRegistry, check_config, default_registry
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.placeholders import resolve
-from runner_agent.tasks import (
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.model.agents import AgentRegistry, check_config, default_registry
+from runner_agent.model.placeholders import resolve
+from runner_agent.model.tasks import (
     DEFAULT_TIMEOUT,
     MAX_FILE_BYTES,
     check_tasks,

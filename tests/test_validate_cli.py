@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from runner_agent.cli import main
-from runner_agent.taskfile import MAX_FILE_BYTES, MAX_NODES
+from runner_agent.model.taskfile import MAX_FILE_BYTES, MAX_NODES
 
 HERE = Path(__file__).resolve().parent
 BAD = HERE / "fixtures" / "bad_tasks"

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import click
 
-from runner_agent import __version__, signals
+from runner_agent import __version__
 from runner_agent.cli import _common
-from runner_agent.errors import InvalidInput, RunnerAgentError
+from runner_agent.core import signals
+from runner_agent.core.errors import InvalidInput, RunnerAgentError
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
 
@@ -79,7 +80,7 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return (and exit with) the exit code."""
-    with signals.installed():  # SIGTERM unwinds like Ctrl-C; see runner_agent.signals
+    with signals.installed():  # SIGTERM unwinds like Ctrl-C; see runner_agent.core.signals
         code = _run(argv)
     if argv is None:
         sys.exit(code)

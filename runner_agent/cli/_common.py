@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from runner_agent.errors import InvalidInput
+from runner_agent.core.errors import InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 

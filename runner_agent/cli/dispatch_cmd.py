@@ -13,8 +13,6 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from runner_agent.agents import default_registry
-from runner_agent.bundle import job_context, load_parts, summarize
 from runner_agent.cli._common import (
     agents_path_option,
     html_option,
@@ -22,13 +20,15 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
 )
-from runner_agent.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.follow import DispatchReports, DispatchStatus, progress_printer
-from runner_agent.report import load_report, table
-from runner_agent.report_html import write_html
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.gitlab.bundle import job_context, load_parts, summarize
+from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
+from runner_agent.gitlab.follow import DispatchReports, DispatchStatus, progress_printer
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import Task, load_tasks, parse_duration
+from runner_agent.report.html import write_html
+from runner_agent.report.model import load_report, table
 from runner_agent.stackl import invocation_to_tasks
-from runner_agent.tasks import Task, load_tasks, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -9,13 +9,13 @@ from typing import Any, TypeVar
 
 import click
 
-from runner_agent.agents import default_registry
 from runner_agent.cli._common import agents_path_option, output_option, print_json
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.plan import PlanInputs, Written, plan, write_pipelines
-from runner_agent.render import RenderOptions, render_child
-from runner_agent.report import dotenv
-from runner_agent.tasks import load_tasks
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import load_tasks
+from runner_agent.pipeline.plan import PlanInputs, Written, plan, write_pipelines
+from runner_agent.pipeline.render import RenderOptions, render_child
+from runner_agent.report.model import dotenv
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,7 +161,7 @@ def render(
 
 
 def _graph(pipelines: list[Any], tasks: list[Any], target: str) -> None:
-    from runner_agent.graph import mermaid, mermaid_markdown
+    from runner_agent.pipeline.graph import mermaid, mermaid_markdown
 
     if target == "-":
         click.echo(mermaid(pipelines, tasks), nl=False)

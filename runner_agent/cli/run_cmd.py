@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from runner_agent.agents import default_registry
 from runner_agent.cli._common import (
     agents_path_option,
     html_option,
@@ -19,7 +18,7 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
 )
-from runner_agent.errors import (
+from runner_agent.core.errors import (
     EXIT_FAILED,
     EXIT_LOCKED,
     EXIT_OK,
@@ -27,7 +26,11 @@ from runner_agent.errors import (
     InvalidInput,
     Problem,
 )
-from runner_agent.report import (
+from runner_agent.core.signals import deferred
+from runner_agent.model.agents import default_registry
+from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
+from runner_agent.model.tasks import load_tasks
+from runner_agent.report.model import (
     Report,
     Status,
     dotenv,
@@ -36,16 +39,13 @@ from runner_agent.report import (
     merge_reports,
     table,
 )
-from runner_agent.runtime import (
+from runner_agent.run.runtime import (
     Interrupted,
     RunContext,
     resolve_env,
     run_tasks,
     skipped_report,
 )
-from runner_agent.signals import deferred
-from runner_agent.state import LocalStateStore, StateStore, default_state_dir
-from runner_agent.tasks import load_tasks
 
 
 def exit_code(reports: Sequence[Report]) -> int:
@@ -66,7 +66,7 @@ def _in_gitlab_job() -> bool:
 def _job() -> Any:
     """The GitLab job's context (job token, project, dispatch), or None outside a job.
     Imported here: local runs do not load the GitLab client."""
-    from runner_agent.bundle import job_context
+    from runner_agent.gitlab.bundle import job_context
 
     job = job_context(os.environ)
     if job is not None:
@@ -113,11 +113,11 @@ def _deliver(
         dotenv_path.parent.mkdir(parents=True, exist_ok=True)
         dotenv_path.write_text(dotenv(reports[0].to_dict()), encoding="utf-8")
     if html_path:
-        from runner_agent.report_html import write_html
+        from runner_agent.report.html import write_html
 
         write_html(html_path, reports, summary=merge_reports(reports))
     if job is not None:
-        from runner_agent.bundle import publish_reports
+        from runner_agent.gitlab.bundle import publish_reports
 
         publish_reports([r.to_dict() for r in reports], job, _warn)  # warns, never fails
 
@@ -220,7 +220,7 @@ def run(
             )
         )
     if job is not None:
-        from runner_agent.state_gitlab import GitLabStateStore
+        from runner_agent.gitlab.state_store import GitLabStateStore
 
         store: StateStore = GitLabStateStore(job.api)
     else:
@@ -317,11 +317,11 @@ def collect(
         summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         job = _job() if _in_gitlab_job() else None
         if job is not None:
-            from runner_agent.bundle import publish_summary
+            from runner_agent.gitlab.bundle import publish_summary
 
             publish_summary(summary_path.name, summary, job, _warn)  # warns, never fails
     if html_path:
-        from runner_agent.report_html import write_html
+        from runner_agent.report.html import write_html
 
         write_html(html_path, reports, summary=summary)
     if output == "json":

@@ -11,16 +11,16 @@ import click
 
 from runner_agent.cli._common import output_option, print_json, remember_secrets
 from runner_agent.cli.dispatch_cmd import gitlab_options
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.gitlab_api import connect
-from runner_agent.schedules import (
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.gitlab.api import connect
+from runner_agent.gitlab.schedules import (
     create_schedule,
     delete_schedule,
     frequency_to_cron,
     list_schedules,
 )
-from runner_agent.state import LocalStateStore, default_state_dir
-from runner_agent.state_gitlab import GitLabStateStore
+from runner_agent.gitlab.state_store import GitLabStateStore
+from runner_agent.model.state import LocalStateStore, default_state_dir
 
 
 @click.group()

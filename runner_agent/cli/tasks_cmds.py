@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from runner_agent.agents import Agent, default_registry
 from runner_agent.cli._common import agents_path_option, output_option, print_json
-from runner_agent.tasks import load_tasks
+from runner_agent.model.agents import Agent, default_registry
+from runner_agent.model.tasks import load_tasks
 
 
 @click.command()

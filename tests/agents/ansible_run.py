@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from runner_agent.ansible_exec import unsafe  # the runtime's own marking, not a copy
+from runner_agent.run.ansible_exec import unsafe  # the runtime's own marking, not a copy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

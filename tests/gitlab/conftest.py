@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_gitlab import FakeGitLab, mocked
 from gitlab_helpers import ENV, Clock
 
-from runner_agent.agents import AgentRegistry, default_registry
-from runner_agent.dispatch import Dispatcher
-from runner_agent.gitlab_api import GitLabAPI, connect
-from runner_agent.inflight import MemoryLedger
-from runner_agent.retry import RetryPolicy
+from runner_agent.gitlab.api import GitLabAPI, connect
+from runner_agent.gitlab.dispatch import Dispatcher
+from runner_agent.gitlab.inflight import MemoryLedger
+from runner_agent.gitlab.retry import RetryPolicy
+from runner_agent.model.agents import AgentRegistry, default_registry
 
 
 @pytest.fixture
@@ -76,8 +76,8 @@ def run_cli(
 ) -> Callable[..., tuple[int, str, str]]:
     """Run the CLI with the dispatch commands registered, against the fake GitLab, its
     retries and polls sleeping on the test's clock; returns (exit code, stdout, stderr)."""
-    from runner_agent import gitlab_api
     from runner_agent.cli import cli, dispatch_cmd, main, schedule_cmd
+    from runner_agent.gitlab import api as gitlab_api
 
     monkeypatch.setattr(
         gitlab_api, "RetryPolicy", functools.partial(RetryPolicy, sleep=clock.sleep, now=clock)

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from fake_gitlab import CANARY_TOKEN
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.tasks import Task, tasks_from_data
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.model.tasks import Task, tasks_from_data
 
 RunCli = Callable[..., tuple[int, str, str]]
 CANARY_SECRET = "s3cr3t-CANARY-value-42"

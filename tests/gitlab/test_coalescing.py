@@ -15,11 +15,11 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab, served
 from gitlab_helpers import Clock, RunCli, kv_task, make_tasks, write_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.dispatch import Dispatcher, Handle
-from runner_agent.errors import LockedError
-from runner_agent.gitlab_api import GitLabAPI
-from runner_agent.inflight import FileLedger, MemoryLedger
+from runner_agent.core.errors import LockedError
+from runner_agent.gitlab.api import GitLabAPI
+from runner_agent.gitlab.dispatch import Dispatcher, Handle
+from runner_agent.gitlab.inflight import FileLedger, MemoryLedger
+from runner_agent.model.agents import AgentRegistry
 
 CLI = (
     "import sys\n"

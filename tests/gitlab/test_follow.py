@@ -12,12 +12,12 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import CANARY_SECRET, Clock, RunCli, kv_task, make_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import DISPATCH_PACKAGE, dump
-from runner_agent.dispatch import Dispatcher, Handle
-from runner_agent.errors import GitLabError, TaskFailed, TimedOut
-from runner_agent.follow import NotFinished, Phase, progress_printer, to_phase
-from runner_agent.report import Report, Status, merge_reports
+from runner_agent.core.errors import GitLabError, TaskFailed, TimedOut
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, dump
+from runner_agent.gitlab.dispatch import Dispatcher, Handle
+from runner_agent.gitlab.follow import NotFinished, Phase, progress_printer, to_phase
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.report.model import Report, Status, merge_reports
 
 DOCUMENTED = {
     "created": Phase.QUEUED,
@@ -116,7 +116,7 @@ def test_wait_rides_out_transient_errors(
 def test_progress_rewrites_a_terminal_line_and_logs_only_changes_elsewhere(
     handle: Handle,
 ) -> None:
-    from runner_agent.follow import DispatchStatus
+    from runner_agent.gitlab.follow import DispatchStatus
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -239,7 +239,7 @@ def test_cancel_cancels_children_and_is_harmless_to_repeat(
 
 
 def test_a_handle_from_another_gitlab_is_refused(dispatcher: Dispatcher, handle: Handle) -> None:
-    from runner_agent.errors import InvalidInput
+    from runner_agent.core.errors import InvalidInput
 
     other = Handle("https://elsewhere", "42", 1, handle.dispatch_id, "main")
     with pytest.raises(InvalidInput, match="belongs to https://elsewhere"):

@@ -9,9 +9,9 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import ENV, Clock
 
-from runner_agent.errors import EXIT_GITLAB, GitLabError, InvalidInput
-from runner_agent.gitlab_api import AmbiguousRequest, ApiError, GitLabAPI, NotFound, connect
-from runner_agent.retry import RetryPolicy, within
+from runner_agent.core.errors import EXIT_GITLAB, GitLabError, InvalidInput
+from runner_agent.gitlab.api import AmbiguousRequest, ApiError, GitLabAPI, NotFound, connect
+from runner_agent.gitlab.retry import RetryPolicy, within
 
 # --- configuration -------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import yaml
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import RunCli, kv_task, make_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import DISPATCH_PACKAGE, build_bundle
-from runner_agent.state_gitlab import STATE_PACKAGE
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, build_bundle
+from runner_agent.gitlab.state_store import STATE_PACKAGE
+from runner_agent.model.agents import AgentRegistry
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 

@@ -10,8 +10,9 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import JOB_ENV, Clock, RunCli, kv_task, make_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import (
+from runner_agent.core.errors import GitLabError, InvalidInput
+from runner_agent.gitlab.api import connect
+from runner_agent.gitlab.bundle import (
     DISPATCH_PACKAGE,
     build_bundle,
     dump,
@@ -22,12 +23,11 @@ from runner_agent.bundle import (
     publish_summary,
     summarize,
 )
-from runner_agent.errors import GitLabError, InvalidInput
-from runner_agent.gitlab_api import connect
-from runner_agent.report import Report, Status, merge_reports
-from runner_agent.retry import RetryPolicy
-from runner_agent.state import LocalStateStore, State
-from runner_agent.state_gitlab import STATE_PACKAGE, GitLabStateStore, state_version
+from runner_agent.gitlab.retry import RetryPolicy
+from runner_agent.gitlab.state_store import STATE_PACKAGE, GitLabStateStore, state_version
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.model.state import LocalStateStore, State
+from runner_agent.report.model import Report, Status, merge_reports
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_bundle_round_trip_and_every_refusal(registry: AgentRegistry) -> None:
     with pytest.raises(InvalidInput, match="sha256"):
         parse_bundle(bundle.data, bundle.dispatch_id, "md5:abc", registry)
     forged = dump({"apiVersion": "v0", "dispatch_id": bundle.dispatch_id, "tasks": []})
-    from runner_agent.bundle import checksum
+    from runner_agent.gitlab.bundle import checksum
 
     with pytest.raises(InvalidInput, match="runner-agent/v1"):
         parse_bundle(forged, bundle.dispatch_id, checksum(forged), registry)

@@ -12,13 +12,21 @@ import pytest
 from fake_gitlab import FakeGitLab
 from gitlab_helpers import RunCli
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import DISPATCH_PACKAGE, dump
-from runner_agent.dispatch import Dispatcher
-from runner_agent.errors import InvalidInput
-from runner_agent.gitlab_api import GitLabAPI
-from runner_agent.report import CommandResult, FailedTask, HostStats, Report, Status, merge_reports
-from runner_agent.schedules import create_schedule, frequency_to_cron, validate_cron
+from runner_agent.core.errors import InvalidInput
+from runner_agent.gitlab.api import GitLabAPI
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, dump
+from runner_agent.gitlab.dispatch import Dispatcher
+from runner_agent.gitlab.schedules import create_schedule, frequency_to_cron, validate_cron
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.model.tasks import Task
+from runner_agent.report.model import (
+    CommandResult,
+    FailedTask,
+    HostStats,
+    Report,
+    Status,
+    merge_reports,
+)
 from runner_agent.stackl import (
     handle_invocation,
     identity_for,
@@ -26,7 +34,6 @@ from runner_agent.stackl import (
     report_to_outputs,
     report_to_result,
 )
-from runner_agent.tasks import Task
 
 # --- schedules -----------------------------------------------------------------------------
 

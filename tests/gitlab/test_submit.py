@@ -10,13 +10,13 @@ import pytest
 from fake_gitlab import FakeGitLab
 from gitlab_helpers import CANARY_SECRET, Clock, RunCli, kv_task, make_tasks, write_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import DISPATCH_PACKAGE, parse_bundle
-from runner_agent.dispatch import Dispatcher, Handle, TriggerMode, load_handle
-from runner_agent.errors import GitLabError, InvalidInput
-from runner_agent.gitlab_api import GitLabAPI
-from runner_agent.inflight import LOCK_PACKAGE, MemoryLedger, lock_key
-from runner_agent.tasks import tasks_from_data
+from runner_agent.core.errors import GitLabError, InvalidInput
+from runner_agent.gitlab.api import GitLabAPI
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, parse_bundle
+from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, load_handle
+from runner_agent.gitlab.inflight import LOCK_PACKAGE, MemoryLedger, lock_key
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.model.tasks import tasks_from_data
 
 
 def test_submit_sends_four_requests_and_only_ids(

@@ -10,8 +10,9 @@ import pytest
 from fake_gitlab import FakeGitLab
 from gitlab_helpers import JOB_ENV, Clock, RunCli, kv_task, make_tasks
 
-from runner_agent.agents import AgentRegistry
-from runner_agent.bundle import (
+from runner_agent.core.errors import InvalidInput
+from runner_agent.gitlab.api import connect
+from runner_agent.gitlab.bundle import (
     DISPATCH_PACKAGE,
     PARTS_FILE,
     Bundle,
@@ -23,12 +24,11 @@ from runner_agent.bundle import (
     load_parts,
     summarize,
 )
-from runner_agent.errors import InvalidInput
-from runner_agent.gitlab_api import connect
-from runner_agent.plan import PlanInputs, plan
-from runner_agent.render import RenderOptions
-from runner_agent.report import Report, Status, merge_reports
-from runner_agent.retry import RetryPolicy
+from runner_agent.gitlab.retry import RetryPolicy
+from runner_agent.model.agents import AgentRegistry
+from runner_agent.pipeline.plan import PlanInputs, plan
+from runner_agent.pipeline.render import RenderOptions
+from runner_agent.report.model import Report, Status, merge_reports
 
 IDENTITIES = ("a/1", "a/2", "b/1", "b/2", "c/1", "c/2")  # two tasks per part at max_jobs 3
 NO_REPORT = "no report arrived from its job"

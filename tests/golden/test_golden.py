@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runner_agent import ci_schema
-from runner_agent.agents import default_registry
-from runner_agent.render import RenderOptions, render_child
-from runner_agent.tasks import load_tasks
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import load_tasks
+from runner_agent.pipeline import ci_schema
+from runner_agent.pipeline.render import RenderOptions, render_child
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent

@@ -34,7 +34,7 @@ def test_wheel_carries_templates_agents_and_schema(wheel: Path) -> None:
         assert f"runner_agent/_data/ansible/roles/{role}/meta/argument_specs.yml" in names
         assert f"runner_agent/_data/ansible/roles/{role}/library/{role}.py" in names
     assert any(n.startswith("runner_agent/_data/templates/gitlab-ci/") for n in names)
-    assert "runner_agent/schemas/task.schema.json" in names
+    assert "runner_agent/model/schemas/task.schema.json" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
 
 
@@ -59,7 +59,7 @@ def test_installed_wheel_runs_without_the_source_tree(wheel: Path, tmp_path: Pat
     # the installed copy comes first on the path; the dependencies come from this venv
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
-        "import json, runner_agent, runner_agent.resources as r;"
+        "import json, runner_agent, runner_agent.core.resources as r;"
         "print(json.dumps([runner_agent.__file__, str(r.ansible_dir()), str(r.templates_dir())]))"
     )
     where = json.loads(

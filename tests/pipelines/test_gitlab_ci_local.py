@@ -13,7 +13,7 @@ from endpoints import EtcdPrefix
 from pipelines.ci_local import Ci
 
 from runner_agent.cli import main
-from runner_agent.resources import templates_dir
+from runner_agent.core.resources import templates_dir
 
 NASTY = 'it\'s "x": #1 ${HOME} $(touch MARKER) `touch MARKER` !reference [a] &a *a zürich 🚀\nend'
 

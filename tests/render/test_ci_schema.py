@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from runner_agent import ci_schema
-from runner_agent.errors import InvalidInput
+from runner_agent.core.errors import InvalidInput
+from runner_agent.pipeline import ci_schema
 
 GOOD = """
 stages: [build, deploy]

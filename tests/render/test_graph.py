@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from runner_agent.agents import default_registry
 from runner_agent.cli import main
-from runner_agent.graph import mermaid, mermaid_markdown
-from runner_agent.render import RenderOptions, render_child
-from runner_agent.tasks import Task, tasks_from_data
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import Task, tasks_from_data
+from runner_agent.pipeline.graph import mermaid, mermaid_markdown
+from runner_agent.pipeline.render import RenderOptions, render_child
 
 _NODE = re.compile(r'^\s+(p\d+j\d+)\["(.*)"\]')
 _EDGE = re.compile(r"^\s+(p\d+j\d+) -->\|(then|outputs)\| (p\d+j\d+)$")
@@ -92,7 +92,7 @@ def test_a_split_task_set_draws_one_box_per_part() -> None:
 
 
 def test_labels_cannot_break_out_of_their_quotes() -> None:
-    from runner_agent.graph import _text
+    from runner_agent.pipeline.graph import _text
 
     assert _text('a"b]<x>|c;') == "a#34;b#93;#60;x#62;#124;c#59;"
 

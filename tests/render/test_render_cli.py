@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner_agent import ci_schema
 from runner_agent.cli import main
-from runner_agent.report import dotenv as outputs_dotenv
+from runner_agent.pipeline import ci_schema
+from runner_agent.report.model import dotenv as outputs_dotenv
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -10,10 +10,16 @@ import jinja2
 import pytest
 import yaml
 
-from runner_agent import render
-from runner_agent.agents import default_registry
-from runner_agent.render import RenderOptions, job_name, render_child, resource_group, to_yaml
-from runner_agent.tasks import Task, load_tasks
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import Task, load_tasks
+from runner_agent.pipeline import render
+from runner_agent.pipeline.render import (
+    RenderOptions,
+    job_name,
+    render_child,
+    resource_group,
+    to_yaml,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -170,7 +176,7 @@ def test_script_lines_hold_only_paths_we_made() -> None:
 
 
 def test_unencodable_text_is_refused() -> None:
-    from runner_agent.errors import InvalidInput
+    from runner_agent.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="JSON task file"):
         render_child([Task("acme/web", "kv_file", config={"bad": "\udc80"})])

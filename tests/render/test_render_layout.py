@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from runner_agent import ci_schema
-from runner_agent.agents import default_registry
-from runner_agent.errors import InvalidInput
-from runner_agent.render import (
+from runner_agent.core.errors import InvalidInput
+from runner_agent.model.agents import default_registry
+from runner_agent.model.tasks import Task, load_tasks
+from runner_agent.pipeline import ci_schema
+from runner_agent.pipeline.render import (
     FETCH_JOB,
     INDEX_ID,
     RETRY_WHEN,
@@ -20,7 +21,6 @@ from runner_agent.render import (
     render_child,
     render_index,
 )
-from runner_agent.tasks import Task, load_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLAN = "runner-agent-plan"

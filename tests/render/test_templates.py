@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from runner_agent import ci_schema
-from runner_agent.resources import templates_dir
+from runner_agent.core.resources import templates_dir
+from runner_agent.pipeline import ci_schema
 
 PARENT = templates_dir() / "agent-project.gitlab-ci.yml"
 COMPONENT_DIR = templates_dir() / "component"

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_gitlab import CANARY_TOKEN, served
 from standin import TOOLS, Cli, GitLabStandIn, agent_project, engine_ready, stop_processes
 
-from runner_agent.dispatch import Dispatcher
+from runner_agent.gitlab.dispatch import Dispatcher
 
 FIXTURE_AGENTS = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
 

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from fake_gitlab import PROJECT_ID, PROJECT_PATH, Answer, Call, FakeGitLab, fixture
 
-from runner_agent.resources import templates_dir
+from runner_agent.core.resources import templates_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / "tools" / "node_modules" / ".bin"

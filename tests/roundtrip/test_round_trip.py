@@ -16,8 +16,8 @@ from endpoints import EtcdPrefix
 from fake_gitlab import CANARY_TOKEN
 from standin import JOB_TOKEN, Cli, GitLabStandIn
 
-from runner_agent.bundle import DISPATCH_PACKAGE
-from runner_agent.state_gitlab import STATE_PACKAGE
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE
+from runner_agent.gitlab.state_store import STATE_PACKAGE
 
 
 def kv_file(identity: str, path: Path, values: dict[str, Any] | None, **extra: Any) -> Any:

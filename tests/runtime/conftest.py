@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runner_agent.agents import AgentRegistry, default_registry
-from runner_agent.runtime import RunContext
-from runner_agent.state import LocalStateStore
+from runner_agent.model.agents import AgentRegistry, default_registry
+from runner_agent.model.state import LocalStateStore
+from runner_agent.run.runtime import RunContext
 
 FIXTURE_AGENTS = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
 

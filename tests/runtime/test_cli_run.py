@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from runner_agent.cli import main
-from runner_agent.state import LocalStateStore
+from runner_agent.model.state import LocalStateStore
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 

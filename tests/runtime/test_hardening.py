@@ -20,12 +20,12 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
-from runner_agent.ansible_exec import run_playbook
 from runner_agent.cli import main
-from runner_agent.errors import InvalidInput
-from runner_agent.report import Status, junit
-from runner_agent.runtime import Interrupted, RunContext, run_tasks
-from runner_agent.tasks import tasks_from_data
+from runner_agent.core.errors import InvalidInput
+from runner_agent.model.tasks import tasks_from_data
+from runner_agent.report.model import Status, junit
+from runner_agent.run.ansible_exec import run_playbook
+from runner_agent.run.runtime import Interrupted, RunContext, run_tasks
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from endpoints import EtcdPrefix
 
-from runner_agent.agents import default_registry
-from runner_agent.report import Report, Status
-from runner_agent.runtime import RunContext, run_tasks
-from runner_agent.state import LocalStateStore
-from runner_agent.tasks import tasks_from_data
+from runner_agent.model.agents import default_registry
+from runner_agent.model.state import LocalStateStore
+from runner_agent.model.tasks import tasks_from_data
+from runner_agent.report.model import Report, Status
+from runner_agent.run.runtime import RunContext, run_tasks
 
 
 def make_ctx(tmp_path: Path, **environ: str) -> RunContext:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runner_agent.report import Status
-from runner_agent.runtime import RunContext, run_tasks
-from runner_agent.tasks import tasks_from_data
+from runner_agent.model.tasks import tasks_from_data
+from runner_agent.report.model import Status
+from runner_agent.run.runtime import RunContext, run_tasks
 
 
 def task(**fields: Any) -> dict[str, Any]:

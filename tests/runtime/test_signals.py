@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from runner_agent import retry, signals
 from runner_agent.cli import main
+from runner_agent.core import signals
+from runner_agent.gitlab import retry
 
 
 def _sigterm() -> None:

@@ -5,12 +5,12 @@ Connection (:func:`connect`), first match wins: a section of python-gitlab's own
 access token); inside a GitLab job ``CI_SERVER_URL`` (or ``CI_API_V4_URL``) + ``CI_JOB_TOKEN``.
 The project comes from ``--project``, ``RUNNER_AGENT_PROJECT`` or ``CI_PROJECT_ID``.
 
-Retries happen in one place, :mod:`runner_agent.retry`, inside the HTTP session python-gitlab
+Retries happen in one place, :mod:`runner_agent.gitlab.retry`, inside the HTTP session python-gitlab
 sends through; python-gitlab's own retry loop is switched off (why: see that module). A POST
 that failed after it was sent raises :class:`AmbiguousRequest`, so the caller can look up
 whether it took effect.
 
-Every third-party exception is translated here into :class:`~runner_agent.errors.GitLabError`
+Every third-party exception is translated here into :class:`~runner_agent.core.errors.GitLabError`
 (exit 4) with a message that never holds the token.
 """
 
@@ -26,10 +26,10 @@ import gitlab.config
 import gitlab.exceptions
 import requests
 
-from runner_agent import retry
-from runner_agent.errors import GitLabError, InvalidInput, Problem
-from runner_agent.redact import Redactor
-from runner_agent.retry import TRANSIENT, RetryingSession, RetryPolicy
+from runner_agent.core.errors import GitLabError, InvalidInput, Problem
+from runner_agent.core.redact import Redactor
+from runner_agent.gitlab import retry
+from runner_agent.gitlab.retry import TRANSIENT, RetryingSession, RetryPolicy
 
 __all__ = [
     "AmbiguousRequest",

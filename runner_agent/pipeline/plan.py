@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.render import RenderOptions, render_child, render_index
-from runner_agent.tasks import Task, load_tasks, tasks_from_data
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.model.tasks import Task, load_tasks, tasks_from_data
+from runner_agent.pipeline.render import RenderOptions, render_child, render_index
 
 if TYPE_CHECKING:
-    from runner_agent.agents import AgentRegistry
+    from runner_agent.model.agents import AgentRegistry
 
 __all__ = ["PlanInputs", "Written", "plan", "workdir_for", "write_pipelines"]
 
@@ -166,7 +166,7 @@ def plan(
         )
     if inputs.dispatch_id:
         # imported here: only dispatched runs need the GitLab client
-        from runner_agent.bundle import fetch_bundle_tasks
+        from runner_agent.gitlab.bundle import fetch_bundle_tasks
 
         tasks = fetch_bundle_tasks(
             inputs.dispatch_id, inputs.checksum, environ=os.environ, registry=registry
@@ -187,7 +187,7 @@ def _write_parts(written: Written, dispatch_id: str, file: Path, project_dir: Pa
     """``parts.json`` beside FILE: the summary file and the tasks of each part, so the
     summarize job (which gets the plan job's artifacts) reads every part's summary, and knows
     whose tasks a missing one leaves without a report, without guessing how many there are."""
-    from runner_agent.bundle import PARTS_FILE, Part, Parts
+    from runner_agent.gitlab.bundle import PARTS_FILE, Part, Parts
 
     parts = Parts(
         dispatch_id,

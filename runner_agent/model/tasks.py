@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.placeholders import Placeholder, find_placeholders
-from runner_agent.resources import schema_path
-from runner_agent.taskfile import MAX_FILE_BYTES, join_path, read_documents
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core.resources import schema_path
+from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
 
 if TYPE_CHECKING:
-    from runner_agent.agents import AgentRegistry
+    from runner_agent.model.agents import AgentRegistry
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.report import CommandResult, Report, Status, atomic_write, merge_reports
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.report.model import (
+    CommandResult,
+    Report,
+    Status,
+    atomic_write,
+    merge_reports,
+)
 
 __all__ = ["DEFAULT_TITLE", "html_report", "write_html"]
 
@@ -109,7 +115,7 @@ def html_report(
 ) -> str:
     """The reports as one self-contained HTML page.
 
-    ``summary`` is their merged summary (:func:`~runner_agent.report.merge_reports`); without
+    ``summary`` is their merged summary (:func:`~runner_agent.report.model.merge_reports`); without
     it one is merged here. It gives the overall status and the reports that never arrived.
     """
     merged = merge_reports(reports) if summary is None else summary

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from runner_agent.report import FailedTask, HostStats, TaskResult
-from runner_agent.signals import deferred
+from runner_agent.core.signals import deferred
+from runner_agent.report.model import FailedTask, HostStats, TaskResult
 
 __all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["ansible_dir", "data_dir", "schema_path", "templates_dir"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def data_dir(name: str) -> Path:
@@ -33,4 +33,4 @@ def templates_dir() -> Path:
 
 
 def schema_path(name: str = "task") -> Path:
-    return _PACKAGE / "schemas" / f"{name}.schema.json"
+    return _PACKAGE / "model" / "schemas" / f"{name}.schema.json"

@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from runner_agent.errors import InvalidInput, Problem
+from runner_agent.core.errors import InvalidInput, Problem
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_NAME", "MAX_NEEDS", "interpolate", "problems", "validate_text"]
 

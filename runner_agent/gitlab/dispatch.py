@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from runner_agent import follow
-from runner_agent.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, Bundle, build_bundle
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.follow import (
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.gitlab import follow
+from runner_agent.gitlab.api import GitLabAPI, connect, same_gitlab
+from runner_agent.gitlab.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, Bundle, build_bundle
+from runner_agent.gitlab.follow import (
     Child,
     DispatchReports,
     DispatchStatus,
@@ -30,8 +31,7 @@ from runner_agent.follow import (
     load_handle,
     to_phase,
 )
-from runner_agent.gitlab_api import GitLabAPI, connect, same_gitlab
-from runner_agent.inflight import (
+from runner_agent.gitlab.inflight import (
     Coalescer,
     Entry,
     FileLedger,
@@ -42,8 +42,8 @@ from runner_agent.inflight import (
     find_by_name,
     join_or_start,
 )
-from runner_agent.render import RenderOptions, render_child
-from runner_agent.tasks import Task, check_tasks
+from runner_agent.model.tasks import Task, check_tasks
+from runner_agent.pipeline.render import RenderOptions, render_child
 
 __all__ = [
     "Child",
@@ -59,7 +59,7 @@ __all__ = [
     "to_phase",
 ]
 
-log = logging.getLogger("runner_agent.dispatch")
+log = logging.getLogger("runner_agent.gitlab.dispatch")
 
 NAME_PREFIX = "runner-agent "
 
@@ -263,7 +263,7 @@ def from_environ(
     handle: Handle | None = None,
     **options: Any,
 ) -> Dispatcher:
-    """A dispatcher configured as :func:`runner_agent.gitlab_api.connect` says, for the
+    """A dispatcher configured as :func:`runner_agent.gitlab.api.connect` says, for the
     handle's project when one is given, with this machine's in-flight ledger. Raises
     InvalidInput when nothing names a GitLab, a token or a project; makes no request."""
     api = connect(

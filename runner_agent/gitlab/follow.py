@@ -20,8 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from runner_agent.bundle import DISPATCH_PACKAGE, bundle_identities, check_ids, read_summary
-from runner_agent.errors import (
+from runner_agent.core.errors import (
     EXIT_FAILED,
     GitLabError,
     InvalidInput,
@@ -30,9 +29,16 @@ from runner_agent.errors import (
     TaskFailed,
     TimedOut,
 )
-from runner_agent.gitlab_api import GitLabAPI, NotFound
-from runner_agent.report import Report, account_for, load_report, load_reports, merge_reports
-from runner_agent.retry import within
+from runner_agent.gitlab.api import GitLabAPI, NotFound
+from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, bundle_identities, check_ids, read_summary
+from runner_agent.gitlab.retry import within
+from runner_agent.report.model import (
+    Report,
+    account_for,
+    load_report,
+    load_reports,
+    merge_reports,
+)
 
 __all__ = [
     "Child",

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.gitlab_api import GitLabAPI, NotFound
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.gitlab.api import GitLabAPI, NotFound
 
 __all__ = [
     "Schedule",

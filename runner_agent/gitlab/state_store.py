@@ -15,9 +15,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-from runner_agent.errors import GitLabError
-from runner_agent.gitlab_api import GitLabAPI, NotFound, connect
-from runner_agent.state import State, StateStore
+from runner_agent.core.errors import GitLabError
+from runner_agent.gitlab.api import GitLabAPI, NotFound, connect
+from runner_agent.model.state import State, StateStore
 
 __all__ = ["STATE_FILE", "STATE_PACKAGE", "GitLabStateStore", "state_version"]
 

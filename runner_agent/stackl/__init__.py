@@ -21,13 +21,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.report import Report, Status
-from runner_agent.tasks import Task, tasks_from_data
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.model.tasks import Task, tasks_from_data
+from runner_agent.report.model import Report, Status
 
 if TYPE_CHECKING:
-    from runner_agent.agents import AgentRegistry
-    from runner_agent.dispatch import Dispatcher
+    from runner_agent.gitlab.dispatch import Dispatcher
+    from runner_agent.model.agents import AgentRegistry
 
 __all__ = [
     "handle_invocation",

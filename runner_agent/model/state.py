@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner_agent.errors import InvalidInput, LockedError, Problem
+from runner_agent.core.errors import InvalidInput, LockedError, Problem
 
 __all__ = ["HISTORY_MAX", "LocalStateStore", "State", "StateStore", "default_state_dir"]
 

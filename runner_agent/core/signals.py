@@ -9,7 +9,7 @@ second Ctrl-C cannot interrupt the clean-up of the first.
 
 The hold lives in the handler, not in the process's signal mask: it works whichever thread
 the kernel delivers the signal to, and no child process inherits a blocked or ignored signal.
-A stop also tells :mod:`runner_agent.retry` to give up retries a few seconds later
+A stop also tells :mod:`runner_agent.gitlab.retry` to give up retries a few seconds later
 (:func:`stop_requested_at`), so a held write or a last upload cannot keep the job for minutes.
 """
 

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from runner_agent.bundle import Bundle, dump
-from runner_agent.errors import GitLabError, LockedError
-from runner_agent.gitlab_api import AmbiguousRequest, ApiError, GitLabAPI, NotFound
+from runner_agent.core.errors import GitLabError, LockedError
+from runner_agent.gitlab.api import AmbiguousRequest, ApiError, GitLabAPI, NotFound
+from runner_agent.gitlab.bundle import Bundle, dump
 
 __all__ = [
     "LOCK_PACKAGE",

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from runner_agent.ci_schema import MAX_CONFIG_BYTES, validate_text
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.resources import templates_dir
-from runner_agent.tasks import Task
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core.resources import templates_dir
+from runner_agent.model.tasks import Task
+from runner_agent.pipeline.ci_schema import MAX_CONFIG_BYTES, validate_text
 
 if TYPE_CHECKING:
     pass

@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from runner_agent.errors import GitLabError, InvalidInput, Problem
-from runner_agent.gitlab_api import GitLabAPI, NotFound, connect
-from runner_agent.report import Report, account_for, load_reports, merge_reports
-from runner_agent.tasks import Task, tasks_from_data
+from runner_agent.core.errors import GitLabError, InvalidInput, Problem
+from runner_agent.gitlab.api import GitLabAPI, NotFound, connect
+from runner_agent.model.tasks import Task, tasks_from_data
+from runner_agent.report.model import Report, account_for, load_reports, merge_reports
 
 if TYPE_CHECKING:
-    from runner_agent.agents import AgentRegistry
+    from runner_agent.model.agents import AgentRegistry
 
 __all__ = [
     "API_VERSION",

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from runner_agent.render import RenderedPipeline
-from runner_agent.tasks import Task
+from runner_agent.model.tasks import Task
+from runner_agent.pipeline.render import RenderedPipeline
 
 __all__ = ["mermaid", "mermaid_markdown"]
 

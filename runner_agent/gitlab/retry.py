@@ -1,6 +1,6 @@
 """Retries for GitLab requests, in one place: the HTTP session python-gitlab sends through.
 
-python-gitlab's own retry loop is switched off (see :mod:`runner_agent.gitlab_api`): it sleeps
+python-gitlab's own retry loop is switched off (see :mod:`runner_agent.gitlab.api`): it sleeps
 with ``time.sleep``, reads ``Retry-After`` with ``int()`` (an HTTP date breaks it), has no cap
 on the wait, and retries a POST that GitLab may already have carried out. Here:
 
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from runner_agent import signals
+from runner_agent.core import signals
 
 __all__ = ["TRANSIENT", "RetryPolicy", "RetryingSession", "idempotent", "within"]
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runner_agent.agents import Agent, AgentRegistry
-from runner_agent.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
-from runner_agent.errors import GitLabError, InvalidInput, LockedError, Problem
-from runner_agent.placeholders import Placeholder, find_placeholders, resolve
-from runner_agent.redact import Redactor
-from runner_agent.report import CommandResult, Report, Status
-from runner_agent.signals import deferred
-from runner_agent.state import State, StateStore
-from runner_agent.tasks import Task
+from runner_agent.core.errors import GitLabError, InvalidInput, LockedError, Problem
+from runner_agent.core.redact import Redactor
+from runner_agent.core.signals import deferred
+from runner_agent.model.agents import Agent, AgentRegistry
+from runner_agent.model.placeholders import Placeholder, find_placeholders, resolve
+from runner_agent.model.state import State, StateStore
+from runner_agent.model.tasks import Task
+from runner_agent.report.model import CommandResult, Report, Status
+from runner_agent.run.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
 
 __all__ = [
     "Interrupted",
@@ -411,6 +411,6 @@ def _next_state(
 def _redacted(report: Report, redactor: Redactor) -> Report:
     if not redactor:
         return report
-    from runner_agent.report import load_report
+    from runner_agent.report.model import load_report
 
     return load_report(redactor.data(report.to_dict(results=True)))

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from runner_agent.errors import InvalidInput, Problem
-from runner_agent.placeholders import Placeholder, find_placeholders
-from runner_agent.resources import ansible_dir
-from runner_agent.tasks import Task
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core.resources import ansible_dir
+from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.model.tasks import Task
 
 __all__ = ["LIFECYCLE", "Agent", "AgentRegistry", "Command", "default_registry"]
 

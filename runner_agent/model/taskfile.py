@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from runner_agent.errors import InvalidInput, Problem
+from runner_agent.core.errors import InvalidInput, Problem
 
 __all__ = ["MAX_FILE_BYTES", "MAX_NODES", "join_path", "read_documents"]
 

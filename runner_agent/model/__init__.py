@@ -1,0 +1,4 @@
+"""The task model: task files, tasks and their validation, agents, placeholders, state documents.
+
+Pure data and rules; no GitLab client, no ansible-runner.
+"""

@@ -1,0 +1,4 @@
+"""Tasks into GitLab CI: rendering, the plan job's files, the pipeline graph, CI schema checks.
+
+Pure: no network, no GitLab client, no ansible-runner.
+"""

@@ -1,0 +1,3 @@
+"""The job's runtime: digest each task against its state, run its commands through
+ansible-runner (the only importer of it), keep state, write reports.
+"""
