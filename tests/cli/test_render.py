@@ -14,7 +14,7 @@ from runner_agent.cli import main
 from runner_agent.pipeline import ci_schema
 from runner_agent.report.model import dotenv as outputs_dotenv
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "pipeline" / "fixtures"
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ci_templates.ci_local import Ci
 from endpoints import EtcdPrefix
-from pipelines.ci_local import Ci
 
 from runner_agent.cli import main
 from runner_agent.core.resources import templates_dir

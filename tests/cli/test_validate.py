@@ -19,7 +19,7 @@ import pytest
 from runner_agent.cli import main
 from runner_agent.model.taskfile import MAX_FILE_BYTES, MAX_NODES
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 BAD = HERE / "fixtures" / "bad_tasks"
 AGENTS = HERE / "fixtures" / "agents"
 

@@ -21,7 +21,7 @@ from runner_agent.model.tasks import (
     tasks_from_data,
 )
 
-AGENTS = Path(__file__).resolve().parent / "fixtures" / "agents"
+AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 
 
 @pytest.fixture(scope="module")

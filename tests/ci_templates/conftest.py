@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipelines.ci_local import TOOLS, Ci
+from ci_templates.ci_local import TOOLS, Ci
 
 
 @pytest.fixture

@@ -151,20 +151,6 @@ def test_after_a_failed_or_missing_report_the_task_is_skipped(
     ]
 
 
-def test_collect_counts_missing_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    (reports / "0000.json").write_text(
-        json.dumps({"identity": "a/b", "agent": "probe", "status": "success", "commands": []})
-    )
-    summary = tmp_path / "summary.json"
-    assert main(["collect", str(reports), "--summary", str(summary), "--expect", "1"]) == 0
-    assert main(["collect", str(reports), "--summary", str(summary), "--expect", "3"]) == 1
-    data = json.loads(summary.read_text())
-    assert data["missing"] == 2 and data["tasks"] == 3 and data["status"] == "error"
-    assert "2 task report(s) missing" in capsys.readouterr().err
-
-
 def test_in_a_gitlab_job_ansible_output_folds_into_log_sections(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

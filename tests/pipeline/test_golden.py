@@ -1,7 +1,7 @@
 """Golden files: the rendered YAML of the examples, so every template change shows as a diff.
 
-Run ``UPDATE_GOLDEN=1 pytest tests/golden`` to rewrite them after a deliberate change, and
-review the diff.
+Run ``UPDATE_GOLDEN=1 pytest tests/pipeline/test_golden.py`` to rewrite them after a deliberate
+change, and review the diff.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from runner_agent.model.tasks import load_tasks
 from runner_agent.pipeline import ci_schema
 from runner_agent.pipeline.render import RenderOptions, render_child
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
+HERE = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "examples").glob("*.y*ml")) + sorted((HERE / "tasks").glob("*.yml"))
 # what the shipped parent pipeline's plan job renders with its default inputs
 OPTIONS = RenderOptions(tasks_from_job="runner-agent-plan", default_tags=("runner-agent",))
@@ -40,6 +40,6 @@ def test_rendered_yaml_matches_golden_file(source: Path) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text, encoding="utf-8")
-    assert golden.is_file(), f"no golden file {golden}: run UPDATE_GOLDEN=1 pytest tests/golden"
+    assert golden.is_file(), f"no golden file {golden}: run UPDATE_GOLDEN=1 pytest tests/pipeline/test_golden.py"
     assert text == golden.read_text(encoding="utf-8")
     assert ci_schema.problems(golden.read_text(encoding="utf-8")) == []
