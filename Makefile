@@ -38,6 +38,7 @@ demo: setup
 lint: $(VENV)/.stamp
 	$(BIN)/ruff check runner_agent tests benchmarks examples
 	$(BIN)/ruff format --check runner_agent tests benchmarks examples
+	$(BIN)/lint-imports  # the layers and import rules in pyproject.toml
 
 typecheck: $(VENV)/.stamp
 	$(BIN)/mypy

@@ -342,6 +342,3 @@ def summarize_cmd(file: Path, parts_path: Path, html_path: Path | None, output: 
     else:
         click.echo(table(found), nl=False)
     return 0 if merged["status"] == "success" else 1
-
-
-COMMANDS = [dispatch, status, wait, reports, cancel, summarize_cmd]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from runner_agent.cli._common import agents_path_option, output_option, print_js
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import load_tasks
-from runner_agent.pipeline.plan import PlanInputs, Written, plan, write_pipelines
+from runner_agent.pipeline.plan import PlanInputs, Written, plan, plan_dispatch, write_pipelines
 from runner_agent.pipeline.render import RenderOptions, render_child
 from runner_agent.report.model import dotenv
 
@@ -259,13 +260,16 @@ def plan_cmd(
         tasks_from_job=tasks_from_job or None,
         default_tags=_tags(default_tags),
     )
-    written = plan(
-        inputs,
-        file if file.is_absolute() else project_dir / file,
-        project_dir=project_dir,
-        options=options,
-        registry=default_registry(agents_path),
-    )
+    path = file if file.is_absolute() else project_dir / file
+    registry = default_registry(agents_path)
+    if inputs.source() == "dispatch_id":
+        # imported here: only dispatched runs need the GitLab client
+        from runner_agent.gitlab.bundle import fetch_bundle_tasks
+
+        tasks = fetch_bundle_tasks(dispatch_id, checksum, environ=os.environ, registry=registry)
+        written = plan_dispatch(tasks, dispatch_id, path, project_dir=project_dir, options=options)
+    else:
+        written = plan(inputs, path, project_dir=project_dir, options=options, registry=registry)
     _report(written, output)
     return 0
 
@@ -299,6 +303,3 @@ def dotenv_cmd(report: Path, file: Path) -> int:
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(dotenv(data), encoding="utf-8")
     return 0
-
-
-COMMANDS = [render, plan_cmd, dotenv_cmd]

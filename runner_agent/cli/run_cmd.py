@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from runner_agent.core.errors import (
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
-from runner_agent.model.tasks import load_tasks
+from runner_agent.model.tasks import load_tasks, with_command
 from runner_agent.report.model import (
     Report,
     Status,
@@ -204,10 +203,7 @@ def run(
     registry = default_registry(agents_path)
     tasks = load_tasks(paths, registry)
     if command:
-        tasks = [dataclasses.replace(t, command=command) for t in tasks]
-        problems = [p for t in tasks for p in registry.check_task(t)]
-        if problems:
-            raise InvalidInput(problems)
+        tasks = with_command(tasks, command, registry)
     if dotenv_path and len(tasks) != 1:
         raise InvalidInput(Problem("--dotenv", f"needs one task; the files hold {len(tasks)}"))
     job = None if local else _job()
@@ -331,6 +327,3 @@ def collect(
     if summary["missing"]:
         click.echo(f"error: {summary['missing']} task report(s) missing", err=True)
     return exit_code(reports) or (EXIT_FAILED if summary["missing"] else EXIT_OK)
-
-
-COMMANDS = [run, collect]

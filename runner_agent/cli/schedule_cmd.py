@@ -163,6 +163,3 @@ def state(
     for key, value in sorted(found.outputs.items()):
         click.echo(f"  {key} = {json.dumps(value)}")
     return 0
-
-
-COMMANDS = [schedule, state]

@@ -86,6 +86,3 @@ def _describe(agent: Agent) -> str:
             f"{need}{choices}".rstrip()
         )
     return "\n".join(lines) + "\n"
-
-
-COMMANDS = [validate, agents]

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 
 from runner_agent.core.errors import GitLabError
-from runner_agent.gitlab.api import GitLabAPI, NotFound, connect
+from runner_agent.gitlab.api import GitLabAPI, NotFound
 from runner_agent.model.state import State, StateStore
 
 __all__ = ["STATE_FILE", "STATE_PACKAGE", "GitLabStateStore", "state_version"]
@@ -40,12 +39,6 @@ class GitLabStateStore(StateStore):
 
     def __init__(self, api: GitLabAPI) -> None:
         self.api = api
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> GitLabStateStore:
-        """The store a GitLab job uses: its job token and project. Raises InvalidInput when
-        the environment names no GitLab."""
-        return cls(connect(environ, project=environ.get("CI_PROJECT_ID")))
 
     def read(self, identity: str) -> State | None:
         """The identity's latest state, or None. Raises GitLabError when GitLab cannot answer or

@@ -22,12 +22,9 @@ import yaml
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import ansible_dir
 from runner_agent.model.placeholders import Placeholder, find_placeholders
-from runner_agent.model.tasks import Task
 
-__all__ = ["LIFECYCLE", "Agent", "AgentRegistry", "Command", "default_registry"]
+__all__ = ["Agent", "AgentRegistry", "Command", "check_config", "default_registry"]
 
-LIFECYCLE = ("install", "update", "uninstall", "cycle")
-_DIGEST = ("install", "update")  # what a task without a command may run
 _ARG_NAME = re.compile(
     r"argument '([^']+)'|value of (\w+) must|arguments?: ([\w, ]+)$|for option '([^']+)'"
 )
@@ -168,52 +165,11 @@ class AgentRegistry:
         try:
             return self._agents[name]
         except KeyError:
-            known = ", ".join(sorted(self._agents)) or "none"
-            raise InvalidInput(f"unknown agent {name!r} (known: {known})") from None
+            raise InvalidInput(f"unknown agent {name!r} (known: {self.known()})") from None
 
-    def commands_for(self, task: Task) -> tuple[str, ...]:
-        """The commands a task may run: its own, or the digest's candidates."""
-        return (task.command,) if task.command else _DIGEST
-
-    def check_task(self, task: Task) -> list[Problem]:
-        """Problems with a task's agent, command and config; empty when it may run."""
-        agent = self._agents.get(task.agent)
-        if agent is None:
-            known = ", ".join(sorted(self._agents)) or "none"
-            return [
-                Problem(
-                    task.source,
-                    f"unknown agent {task.agent!r} (known: {known})",
-                    task.document,
-                    "agent",
-                )
-            ]
-        problems = []
-        for command in self.commands_for(task):
-            spec = agent.commands.get(command)
-            if spec is None:
-                declared = ", ".join(agent.commands) or "none"
-                problems.append(
-                    Problem(
-                        task.source,
-                        f"agent {agent.name!r} has no command {command!r} (it has: {declared})",
-                        task.document,
-                        "command" if task.command else "agent",
-                    )
-                )
-                continue
-            for fld, message in check_config(task.config, spec.options):
-                problems.append(
-                    Problem(task.source, f"{message} (command {command})", task.document, fld)
-                )
-        return _unique(problems)
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: dict[tuple[str, str], Problem] = {}
-    for p in problems:
-        seen.setdefault((p.field, p.message.rsplit(" (command", 1)[0]), p)
-    return list(seen.values())
+    def known(self) -> str:
+        """The agents' names, for a message: "a, b" or "none"."""
+        return ", ".join(sorted(self._agents)) or "none"
 
 
 def check_config(config: Mapping[str, Any], options: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -223,25 +179,24 @@ def check_config(config: Mapping[str, Any], options: Mapping[str, Any]) -> list[
     Returns (field, message) pairs; the field is the option's dotted path under ``config``.
     """
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible.module_utils.errors import UnsupportedError
 
     if not options:
         return []
     params = _stand_ins(config, options)
     try:
         result = ArgumentSpecValidator(dict(options)).validate(params)
-    except Exception as exc:  # Ansible's sub-option checks can trip over a wrong-typed parent
-        try:
-            shallow = {
-                k: {a: b for a, b in v.items() if a != "options"} for k, v in options.items()
-            }
-            result = ArgumentSpecValidator(shallow).validate(params)
-        except Exception:
-            result = None
-        if result is None or not result.errors:
+    except (TypeError, AttributeError, ValueError) as exc:
+        # Ansible's sub-option checks trip over a wrong-typed parent (an int where a dict
+        # with options goes: "argument of type 'int' is not iterable"); the parents' own
+        # checks, without their sub-options, then say what is wrong
+        shallow = {k: {a: b for a, b in v.items() if a != "options"} for k, v in options.items()}
+        result = ArgumentSpecValidator(shallow).validate(params)
+        if not result.errors:
             return [("config", f"cannot check the config against the agent's spec: {exc}")]
     out = []
     for err in result.errors:
-        if type(err).__name__ == "UnsupportedError":
+        if isinstance(err, UnsupportedError):
             continue  # reported below, one field each
         out.append(_error_field(" ".join(str(err).split())))
     for names in sorted(_dotted(p) for p in result.unsupported_parameters):

@@ -10,29 +10,30 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jsonschema
 
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import schema_path
+from runner_agent.model.agents import AgentRegistry, check_config
+from runner_agent.model.digest import candidates
 from runner_agent.model.placeholders import Placeholder, find_placeholders
 from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
-
-if TYPE_CHECKING:
-    from runner_agent.model.agents import AgentRegistry
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_FILE_BYTES",
     "Task",
+    "agent_problems",
     "check_tasks",
     "load_tasks",
     "parse_duration",
     "tasks_from_data",
+    "with_command",
 ]
 
 MAX_DEPTH = 64  # nesting inside one task; deeper input would exhaust stacks downstream
@@ -375,8 +376,53 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
         elif found.kind == "outputs" and found.name not in task.outputs_from:
             add(f"{found} names {found.name!r}, which is not listed in outputs_from", fld)
     if registry is not None:
-        problems.extend(registry.check_task(task))
+        problems.extend(agent_problems(task, registry))
     return problems
+
+
+def agent_problems(task: Task, registry: AgentRegistry) -> list[Problem]:
+    """Problems with a task's agent, command and config; empty when it may run."""
+    if task.agent not in registry:
+        message = f"unknown agent {task.agent!r} (known: {registry.known()})"
+        return [Problem(task.source, message, task.document, "agent")]
+    agent = registry.get(task.agent)
+    problems = []
+    for command in candidates(task.command):
+        spec = agent.commands.get(command)
+        if spec is None:
+            declared = ", ".join(agent.commands) or "none"
+            problems.append(
+                Problem(
+                    task.source,
+                    f"agent {agent.name!r} has no command {command!r} (it has: {declared})",
+                    task.document,
+                    "command" if task.command else "agent",
+                )
+            )
+            continue
+        for fld, message in check_config(task.config, spec.options):
+            problems.append(
+                Problem(task.source, f"{message} (command {command})", task.document, fld)
+            )
+    return _unique(problems)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    """One problem per field and message, whichever command of the digest found it."""
+    seen: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        seen.setdefault((p.field, p.message.rsplit(" (command", 1)[0]), p)
+    return list(seen.values())
+
+
+def with_command(tasks: Iterable[Task], command: str, registry: AgentRegistry) -> list[Task]:
+    """The tasks with ``command`` instead of their own, checked against their agents again.
+    Raises InvalidInput listing every task whose agent lacks it or refuses its config."""
+    replaced = [replace(t, command=command) for t in tasks]
+    problems = [p for t in replaced for p in agent_problems(t, registry)]
+    if problems:
+        raise InvalidInput(problems)
+    return replaced
 
 
 def tasks_from_data(

@@ -7,20 +7,20 @@ dispatch also ``parts.json``, the summarize job's map of the parts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner_agent.core.errors import InvalidInput, Problem
-from runner_agent.model.tasks import Task, load_tasks, tasks_from_data
+from runner_agent.model.tasks import Task, load_tasks, tasks_from_data, with_command
+from runner_agent.pipeline.parts import PARTS_FILE, Part, Parts
 from runner_agent.pipeline.render import RenderOptions, render_child, render_index
 
 if TYPE_CHECKING:
     from runner_agent.model.agents import AgentRegistry
 
-__all__ = ["PlanInputs", "Written", "plan", "workdir_for", "write_pipelines"]
+__all__ = ["PlanInputs", "Written", "plan", "plan_dispatch", "workdir_for", "write_pipelines"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,16 @@ class PlanInputs:
     command: str = ""
     tasks_dir: str = "tasks"  # where an identity's tasks are looked up in the repository
 
+    def source(self) -> str:
+        """The one source given: ``dispatch_id``, ``task_file`` or ``identity``. Raises
+        InvalidInput when the inputs name none or several."""
+        chosen = [n for n in ("dispatch_id", "task_file", "identity") if getattr(self, n)]
+        if len(chosen) != 1:
+            raise InvalidInput(
+                Problem("inputs", "give exactly one of dispatch_id, task_file, identity (+ agent)")
+            )
+        return chosen[0]
+
 
 def _inside(project_dir: Path, name: str, what: str) -> Path:
     path = (project_dir / name).resolve()
@@ -138,11 +148,7 @@ def _identity_tasks(inputs: PlanInputs, project_dir: Path, registry: AgentRegist
         raise InvalidInput(Problem("inputs.agent", f"{inputs.identity} uses {found[0].agent}"))
     if not inputs.command:
         return found
-    tasks = [replace(t, command=inputs.command) for t in found]
-    problems = [p for t in tasks for p in registry.check_task(t)]
-    if problems:
-        raise InvalidInput(problems)
-    return tasks
+    return with_command(found, inputs.command, registry)
 
 
 def plan(
@@ -153,42 +159,45 @@ def plan(
     options: RenderOptions,
     registry: AgentRegistry,
 ) -> Written:
-    """The plan job: turn the pipeline's inputs into the child pipeline files.
+    """The plan job for a source in the repository: ``task_file`` (a file of the repository)
+    or ``identity`` (its tasks in ``tasks_dir``, the command replaced when one is given).
 
-    Sources, exactly one: ``task_file`` (a file of the repository); ``identity`` (its tasks
-    in ``tasks_dir``, the command replaced when one is given); ``dispatch_id``. Raises
-    InvalidInput when the inputs name no source, several, or a bad one.
+    A ``dispatch_id`` is the caller's to fetch (the bundle lives in GitLab, a layer above):
+    it passes the verified tasks to :func:`plan_dispatch`. Raises InvalidInput when the
+    inputs name no source, several, a dispatch, or a bad one.
     """
-    chosen = [n for n in ("dispatch_id", "task_file", "identity") if getattr(inputs, n)]
-    if len(chosen) != 1:
-        raise InvalidInput(
-            Problem("inputs", "give exactly one of dispatch_id, task_file, identity (+ agent)")
-        )
-    if inputs.dispatch_id:
-        # imported here: only dispatched runs need the GitLab client
-        from runner_agent.gitlab.bundle import fetch_bundle_tasks
-
-        tasks = fetch_bundle_tasks(
-            inputs.dispatch_id, inputs.checksum, environ=os.environ, registry=registry
-        )
-        variables = {**options.variables, "RA_DISPATCH_ID": inputs.dispatch_id}
-        written = write_pipelines(
-            tasks, file, project_dir=project_dir, options=replace(options, variables=variables)
-        )
-        return _write_parts(written, inputs.dispatch_id, file, project_dir)
-    if inputs.task_file:
+    source = inputs.source()
+    if source == "dispatch_id":
+        raise InvalidInput(Problem("inputs.dispatch_id", "a dispatch is planned by plan_dispatch"))
+    if source == "task_file":
         tasks = load_tasks([_inside(project_dir, inputs.task_file, "inputs.task_file")], registry)
     else:
         tasks = _identity_tasks(inputs, project_dir, registry)
     return write_pipelines(tasks, file, project_dir=project_dir, options=options)
 
 
+def plan_dispatch(
+    tasks: Sequence[Task],
+    dispatch_id: str,
+    file: Path,
+    *,
+    project_dir: Path,
+    options: RenderOptions,
+) -> Written:
+    """The plan job for a dispatch: its bundle's ``tasks`` (fetched and verified by the caller)
+    into the child pipelines, which get ``RA_DISPATCH_ID``, and ``parts.json`` beside FILE.
+    Raises InvalidInput."""
+    variables = {**options.variables, "RA_DISPATCH_ID": dispatch_id}
+    written = write_pipelines(
+        tasks, file, project_dir=project_dir, options=replace(options, variables=variables)
+    )
+    return _write_parts(written, dispatch_id, file, project_dir)
+
+
 def _write_parts(written: Written, dispatch_id: str, file: Path, project_dir: Path) -> Written:
     """``parts.json`` beside FILE: the summary file and the tasks of each part, so the
     summarize job (which gets the plan job's artifacts) reads every part's summary, and knows
     whose tasks a missing one leaves without a report, without guessing how many there are."""
-    from runner_agent.gitlab.bundle import PARTS_FILE, Part, Parts
-
     parts = Parts(
         dispatch_id,
         written.tasks,

@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
@@ -44,9 +44,6 @@ from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import templates_dir
 from runner_agent.model.tasks import Task
 from runner_agent.pipeline.ci_schema import MAX_CONFIG_BYTES, validate_text
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "RETRY_WHEN",

@@ -19,6 +19,7 @@ from runner_agent.core.errors import GitLabError, InvalidInput, LockedError, Pro
 from runner_agent.core.redact import Redactor
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import Agent, AgentRegistry
+from runner_agent.model.digest import digest
 from runner_agent.model.placeholders import Placeholder, find_placeholders, resolve
 from runner_agent.model.state import State, StateStore
 from runner_agent.model.tasks import Task
@@ -28,7 +29,6 @@ from runner_agent.run.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpe
 __all__ = [
     "Interrupted",
     "RunContext",
-    "digest",
     "effective_version",
     "resolve_env",
     "run_task",
@@ -87,17 +87,6 @@ class _TaskInterrupted(KeyboardInterrupt):
 def effective_version(task: Task, agent: Agent) -> str:
     """The version the task installs: its own, or else the agent's."""
     return task.version or agent.version
-
-
-def digest(task: Task, agent: Agent, state: State | None) -> list[str]:
-    """The commands to run: the task's own, or install (when new or the version changed)
-    followed by update."""
-    if task.command:
-        return [task.command]
-    version = effective_version(task, agent)
-    if state is None or not state.installed or state.installed_version != version:
-        return ["install", "update"]
-    return ["update"]
 
 
 def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
@@ -249,7 +238,14 @@ def run_task(task: Task, ctx: RunContext) -> Report:
                 config = resolve(task.config, _lookup(task, ctx))
             except (LookupError, ValueError) as exc:  # an output to read is missing
                 raise _Unresolved(str(exc)) from exc
-            _run_commands(task, agent, digest(task, agent, state), config, report, ctx)
+            _run_commands(
+                task,
+                agent,
+                digest(task.command, effective_version(task, agent), state),
+                config,
+                report,
+                ctx,
+            )
             if report.status is Status.SUCCESS and exclusive:
                 keep(state)
         if report.status is Status.SUCCESS and not exclusive:

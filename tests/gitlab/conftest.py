@@ -76,7 +76,7 @@ def run_cli(
 ) -> Callable[..., tuple[int, str, str]]:
     """Run the CLI with the dispatch commands registered, against the fake GitLab, its
     retries and polls sleeping on the test's clock; returns (exit code, stdout, stderr)."""
-    from runner_agent.cli import cli, dispatch_cmd, main, schedule_cmd
+    from runner_agent.cli import main
     from runner_agent.gitlab import api as gitlab_api
 
     monkeypatch.setattr(
@@ -89,9 +89,6 @@ def run_cli(
 
     monkeypatch.setattr(Dispatcher, "for_machine", classmethod(for_machine))
 
-    for command in [*dispatch_cmd.COMMANDS, *schedule_cmd.COMMANDS]:
-        if command.name not in cli.commands:
-            cli.add_command(command)
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

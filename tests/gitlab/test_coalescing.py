@@ -21,13 +21,7 @@ from runner_agent.gitlab.dispatch import Dispatcher, Handle
 from runner_agent.gitlab.inflight import FileLedger, MemoryLedger
 from runner_agent.model.agents import AgentRegistry
 
-CLI = (
-    "import sys\n"
-    "from runner_agent.cli import cli, main\n"
-    "from runner_agent.cli import dispatch_cmd\n"
-    "for c in dispatch_cmd.COMMANDS: cli.add_command(c)\n"
-    "sys.exit(main(sys.argv[1:]))\n"
-)
+CLI = "import sys\nfrom runner_agent.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 def test_identical_submits_from_threads_share_one_pipeline(

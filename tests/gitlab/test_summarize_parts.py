@@ -26,8 +26,6 @@ from runner_agent.gitlab.bundle import (
 )
 from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.model.agents import AgentRegistry
-from runner_agent.pipeline.plan import PlanInputs, plan
-from runner_agent.pipeline.render import RenderOptions
 from runner_agent.report.model import Report, Status, merge_reports
 
 IDENTITIES = ("a/1", "a/2", "b/1", "b/2", "c/1", "c/2")  # two tasks per part at max_jobs 3
@@ -181,14 +179,13 @@ def test_plan_writes_the_parts_and_summarize_reads_them(
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GITLAB_TOKEN")
     monkeypatch.chdir(tmp_path)
-    written = plan(
-        PlanInputs(dispatch_id=bundle.dispatch_id, checksum=bundle.checksum),
-        tmp_path / ".runner-agent" / "pipeline.yml",
-        project_dir=tmp_path,
-        options=RenderOptions(max_jobs=3, tasks_from_job="runner-agent-plan"),
-        registry=registry,
-    )
-    assert written.pipelines == 3 and ".runner-agent/parts.json" in written.files
+    code, out, err = run_cli(
+        "plan", "--dispatch-id", bundle.dispatch_id, "--checksum", bundle.checksum,
+        "--max-jobs", "3", "--tasks-from-job", "runner-agent-plan", "-o", "json",
+    )  # fmt: skip
+    assert code == 0, err
+    written = json.loads(out)
+    assert written["pipelines"] == 3 and ".runner-agent/parts.json" in written["files"]
     assert load_parts(tmp_path / ".runner-agent" / PARTS_FILE) == _parts(bundle)
 
     fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "summary-1.json", _summary("a/1", "a/2"))

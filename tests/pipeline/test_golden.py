@@ -40,6 +40,8 @@ def test_rendered_yaml_matches_golden_file(source: Path) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text, encoding="utf-8")
-    assert golden.is_file(), f"no golden file {golden}: run UPDATE_GOLDEN=1 pytest tests/pipeline/test_golden.py"
+    assert golden.is_file(), (
+        f"no golden file {golden}: run UPDATE_GOLDEN=1 pytest tests/pipeline/test_golden.py"
+    )
     assert text == golden.read_text(encoding="utf-8")
     assert ci_schema.problems(golden.read_text(encoding="utf-8")) == []
