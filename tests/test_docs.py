@@ -20,7 +20,6 @@ import pytest
 import yaml
 
 from runner_agent.cli import cli
-from runner_agent.core import errors
 from runner_agent.core.resources import ansible_dir, schema_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,11 +292,3 @@ def test_every_option_and_command_of_a_shipped_agent_is_documented(role: Path) -
     assert not no_row, f"{role.name} options without a row in docs/agents.md: {no_row}"
     unnamed = sorted(c for c in commands if f"`{c}`" not in section)
     assert not unnamed, f"{role.name} commands not named in docs/agents.md: {unnamed}"
-
-
-def test_readme_states_every_exit_code() -> None:
-    codes = sorted(getattr(errors, name) for name in errors.__all__ if name.startswith("EXIT_"))
-    assert codes == [0, 1, 2, 3, 4, 5]
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    rows = {int(m.group(1)) for m in re.finditer(r"^\| ([0-9]) \| \S", text, re.M)}
-    assert set(codes) <= rows, f"exit codes missing from the README's table: {set(codes) - rows}"

@@ -15,11 +15,9 @@ import click
 from runner_agent import __version__
 from runner_agent.cli import _common
 from runner_agent.core import signals
-from runner_agent.core.errors import InvalidInput, RunnerAgentError
+from runner_agent.core.errors import EXIT_INTERRUPTED, EXIT_INVALID, InvalidInput, RunnerAgentError
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
-
-EXIT_INTERRUPTED = 130  # as a shell reports a command ended by a signal
 
 EPILOG = """\b
 Exit codes: 0 success, 1 a task failed, 2 invalid input, 3 locked,
@@ -97,7 +95,7 @@ def _run(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
     except click.ClickException as exc:  # usage errors are invalid input
         exc.show()
-        return 2
+        return EXIT_INVALID
     except InvalidInput as exc:
         _common.print_problems(exc)
         return exc.exit_code

@@ -28,6 +28,7 @@ from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import Task, load_tasks, parse_duration
 from runner_agent.report.html import write_html
 from runner_agent.report.model import load_report, table
+from runner_agent.report.outcome import exit_code
 from runner_agent.stackl import invocation_to_tasks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,7 +184,8 @@ def dispatch(
     (exit 2). The bundle goes to the project's package registry and ONE pipeline starts with
     its id and checksum. An identical run already in flight is joined; a different run on
     one of the identities is refused (exit 3). Keep the handle: status, wait, reports and
-    cancel take it (as JSON or as a file holding it), from any process.
+    cancel take it (as JSON or as a file holding it), from any process. With --wait it exits
+    as `run` would for the same tasks.
 
     \b
     Examples:
@@ -252,9 +254,9 @@ def wait(
 ) -> int:
     """Wait for a dispatch to finish, then print its reports.
 
-    Shows progress on stderr: a live line on a terminal, status changes in a log. Exit 0
-    when every task succeeded, 1 when one failed, 5 when --timeout passed first (the handle
-    stays valid).
+    Shows progress on stderr: a live line on a terminal, status changes in a log. Exits as
+    `run` would for the same tasks: 0 every task succeeded, 1 one failed, 3 one was locked,
+    5 one timed out; 5 too when --timeout passed first (the handle stays valid).
     """
     deadline = _duration(timeout)
     dispatcher, found = _for_handle(handle, section)
@@ -269,7 +271,8 @@ def wait(
 def reports(handle: str, html_path: Path | None, section: str | None, output: str) -> int:
     """Print every task's report of a finished dispatch (one request, usually).
 
-    Exit 0 when every task succeeded, 1 when one failed or the dispatch is not finished.
+    Exits as `run` would for the same tasks (0, 1 failed, 3 locked, 5 timed out); 1 while
+    the dispatch is not finished.
 
     \b
     Examples:
@@ -341,4 +344,4 @@ def summarize_cmd(file: Path, parts_path: Path, html_path: Path | None, output: 
         print_json(merged)
     else:
         click.echo(table(found), nl=False)
-    return 0 if merged["status"] == "success" else 1
+    return exit_code(found, missing=merged["missing"])

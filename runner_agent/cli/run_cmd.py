@@ -17,14 +17,7 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
 )
-from runner_agent.core.errors import (
-    EXIT_FAILED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_TIMEOUT,
-    InvalidInput,
-    Problem,
-)
+from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
@@ -38,6 +31,7 @@ from runner_agent.report.model import (
     merge_reports,
     table,
 )
+from runner_agent.report.outcome import exit_code
 from runner_agent.run.runtime import (
     Interrupted,
     RunContext,
@@ -45,17 +39,6 @@ from runner_agent.run.runtime import (
     run_tasks,
     skipped_report,
 )
-
-
-def exit_code(reports: Sequence[Report]) -> int:
-    """0 all succeeded; 5 a task timed out; 3 a task was locked; else 1 when any failed."""
-    if any(r.timed_out for r in reports):
-        return EXIT_TIMEOUT
-    if any(r.status is Status.LOCKED for r in reports):
-        return EXIT_LOCKED
-    if any(r.status not in (Status.SUCCESS, Status.SKIPPED) for r in reports):
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 def _in_gitlab_job() -> bool:
@@ -326,4 +309,4 @@ def collect(
         click.echo(table(reports), nl=False)
     if summary["missing"]:
         click.echo(f"error: {summary['missing']} task report(s) missing", err=True)
-    return exit_code(reports) or (EXIT_FAILED if summary["missing"] else EXIT_OK)
+    return exit_code(reports, missing=summary["missing"])

@@ -1,6 +1,7 @@
 """One exception hierarchy; each class carries the exit code the CLI maps it to.
 
-Only ``cli.py`` turns these into exit codes. Library code raises them, translating
+Only ``runner_agent.cli`` turns these into exit codes; the tasks' outcomes become one in
+``runner_agent.report.outcome``. Library code raises them, translating
 third-party exceptions once, at the boundary, with ``raise ... from``.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 __all__ = [
     "EXIT_FAILED",
     "EXIT_GITLAB",
+    "EXIT_INTERRUPTED",
     "EXIT_INVALID",
     "EXIT_LOCKED",
     "EXIT_OK",
@@ -30,6 +32,7 @@ EXIT_INVALID = 2
 EXIT_LOCKED = 3
 EXIT_GITLAB = 4
 EXIT_TIMEOUT = 5
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by a signal (128 + SIGINT)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from runner_agent.report.model import (
     load_reports,
     merge_reports,
 )
+from runner_agent.report.outcome import exit_code
 
 __all__ = [
     "Child",
@@ -195,8 +196,8 @@ class DispatchReports:
 
     @property
     def exit_code(self) -> int:
-        """0 when every task succeeded (or was skipped), 1 when one did not."""
-        return 0 if self.ok else 1
+        """The tasks' exit code, as a local run of them would end (report.outcome)."""
+        return exit_code(self.reports, missing=int(self.summary.get("missing") or 0))
 
 
 Progress = Callable[[DispatchStatus, float], None]
