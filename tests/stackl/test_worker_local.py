@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import core_and_worker, core_invocation, local_service
 from endpoints import EtcdPrefix
 from redis_server import RedisServer
+from stackl_helpers import core_and_worker, core_invocation, entry, local_service
 from stackl_standin import StacklStandIn, stack_instance
 
 from runner_agent.model.agents import AgentRegistry
@@ -30,24 +30,6 @@ CORE_KEYS = {
     "service",
     "hosts",
 }
-
-
-def entry(target: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A service entry of a stack instance (``StackInstanceService``)."""
-    return {
-        "infrastructure_target": target,
-        "provisioning_parameters": params,
-        "cloud_provider": "generic",
-        "secrets": {},
-        "hosts": [],
-        "resources": {},
-        "service": "web",
-        "agent": "gitlab-agents",
-        "opa_outputs": {},
-        "outputs": {},
-        "tags": {},
-        **extra,
-    }
 
 
 def run(
