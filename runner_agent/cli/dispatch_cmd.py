@@ -191,9 +191,8 @@ def dispatch(
     """
     deadline = _duration(timeout)
     if from_stackl is not None and not paths:
-        invocation, stackl, tasks = stackl_cmd.invocation_tasks(
-            from_stackl, stackl_url, agents_path, deadline
-        )
+        asked = stackl_cmd.invocation_tasks(from_stackl, stackl_url, agents_path, deadline)
+        tasks = asked.tasks
     else:
         tasks = _tasks(paths, from_stackl, agents_path)
     trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
@@ -223,7 +222,7 @@ def dispatch(
     click.echo(handle.encode(), err=True)
     if from_stackl is not None:
         dispatcher.wait(handle, timeout=deadline, interval=interval)
-        return stackl_cmd.answer(dispatcher, handle, invocation, stackl, output)
+        return stackl_cmd.answer(dispatcher, handle, asked, output)
     return _wait_and_report(dispatcher, handle, deadline, interval, output)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,11 +156,22 @@ def serve(
 # --- dispatch --from-stackl (the command lives in dispatch_cmd) ------------------------------
 
 
+@dataclass(frozen=True)
+class FromStackl:
+    """``dispatch --from-stackl``: the invocation, STACKL's client, the task and what the
+    task's config left out."""
+
+    invocation: Any
+    stackl: Any
+    tasks: list[Task]
+    ignored: tuple[str, ...]
+
+
 def invocation_tasks(
     path: Path, stackl_url: str | None, agents_path: tuple[Path, ...], timeout: float | None
-) -> tuple[Any, Any, list[Task]]:
-    """The invocation in ``path``, STACKL's client, and its task built from the stack instance
-    STACKL holds. Raises InvalidInput naming the file or the field; StacklError."""
+) -> FromStackl:
+    """The invocation in ``path`` and its task built from the stack instance STACKL holds.
+    Raises InvalidInput naming the file or the field; StacklError."""
     from runner_agent.stackl import client, handler
 
     try:
@@ -182,18 +193,19 @@ def invocation_tasks(
         )
     except InvalidInput as exc:
         raise InvalidInput([replace(p, source=str(path)) for p in exc.problems]) from None
-    return invocation, stackl, [mapped.task]
+    return FromStackl(invocation, stackl, [mapped.task], mapped.ignored)
 
 
-def answer(dispatcher: Any, handle: Any, invocation: Any, stackl: Any, output: str) -> int:
+def answer(dispatcher: Any, handle: Any, asked: FromStackl, output: str) -> int:
     """STACKL's result for a finished dispatch (outputs sent to STACKL first), printed."""
     from runner_agent.stackl import result as results
 
+    invocation, stackl = asked.invocation, asked.stackl
     report = next(iter(dispatcher.reports(handle).reports), None)
     if report is None:
         answered = results.failed_result(invocation, "the run returned no report")
     else:
-        answered = results.report_to_result(report, invocation)
+        answered = results.report_to_result(report, invocation, asked.ignored)
         sends = report.outputs and invocation.get("action") != "delete"
         if answered["status"] == results.READY and sends:
             stackl.add_outputs(results.report_to_outputs(report, invocation))
