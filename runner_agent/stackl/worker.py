@@ -93,12 +93,12 @@ def redis_settings(url: str, environ: Mapping[str, str] | None = None) -> RedisS
     password from ``REDIS_PASSWORD`` when the URL has none, a CA bundle from
     ``RUNNER_AGENT_REDIS_CA_CERTS``. Raises InvalidInput naming --redis."""
     env = os.environ if environ is None else environ
-    try:
-        settings = RedisSettings.from_dsn(url)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(Problem("--redis", f"not a Redis URL: {exc}")) from None
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise InvalidInput(Problem("--redis", "expected redis://, rediss:// or unix://"))
+    try:
+        settings = RedisSettings.from_dsn(url)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InvalidInput(Problem("--redis", f"not a Redis URL: {exc}")) from None
     if settings.password is None and env.get(PASSWORD_ENV):
         settings.password = env[PASSWORD_ENV]
     if env.get(CA_ENV):
