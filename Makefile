@@ -18,12 +18,13 @@ $(VENV)/.stamp: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# etcd (a real K/V endpoint) and rsync (gitlab-ci-local needs it) from Debian's packages.
+# etcd (a real K/V endpoint), rsync (gitlab-ci-local needs it) and redis-server (STACKL's
+# queue, for the STACKL worker's tests) from Debian's packages.
 .state/system.stamp:
 	@mkdir -p .state
-	if ! command -v etcd >/dev/null || ! command -v rsync >/dev/null; then \
+	if ! command -v etcd >/dev/null || ! command -v rsync >/dev/null || ! command -v redis-server >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server rsync >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server rsync redis-server >/dev/null; \
 	fi
 	touch $@
 

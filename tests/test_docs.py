@@ -43,6 +43,7 @@ DOC_COMMANDS = (
     "schedule",
     "state",
     "summarize",
+    "stackl",
 )
 # Text that reads like `runner-agent <command>` but names no command, and what it is.
 NOT_COMMANDS = {

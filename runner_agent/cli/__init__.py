@@ -47,6 +47,7 @@ COMMANDS = {
     "schedule": "runner_agent.cli.schedule_cmd:schedule",
     "state": "runner_agent.cli.schedule_cmd:state",
     "summarize": "runner_agent.cli.dispatch_cmd:summarize_cmd",
+    "stackl": "runner_agent.cli.stackl_cmd:stackl",
 }
 
 

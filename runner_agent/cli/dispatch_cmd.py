@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
+from runner_agent.cli import stackl_cmd
 from runner_agent.cli._common import (
     agents_path_option,
     html_option,
@@ -29,7 +29,6 @@ from runner_agent.model.tasks import Task, load_tasks, parse_duration
 from runner_agent.report.html import write_html
 from runner_agent.report.model import load_report, table
 from runner_agent.report.outcome import exit_code
-from runner_agent.stackl import invocation_to_tasks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,17 +112,7 @@ def _tasks(
 ) -> list[Task]:
     if bool(paths) == bool(from_stackl):
         raise InvalidInput(Problem("PATHS", "give task files or --from-stackl FILE (one of them)"))
-    if from_stackl is None:
-        return load_tasks(paths, default_registry(agents_path))
-    return _stackl_tasks(from_stackl, agents_path)
-
-
-def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
-    try:
-        invocation = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInput(Problem(str(path), f"not a readable invocation: {exc}")) from exc
-    return invocation_to_tasks(invocation, registry=default_registry(agents_path))
+    return load_tasks(paths, default_registry(agents_path))
 
 
 @click.command()
@@ -131,7 +120,15 @@ def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
 @click.option(
     "--from-stackl",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A STACKL invocation (JSON or YAML) instead of task files.",
+    help="A STACKL invocation (JSON or YAML, as STACKL core enqueues it) instead of task "
+    "files; its config comes from the stack instance in STACKL (--stackl). With --wait it "
+    "prints STACKL's result and sends the outputs to STACKL.",
+)
+@click.option(
+    "--stackl",
+    "stackl_url",
+    envvar="STACKL_HOST",
+    help="With --from-stackl: STACKL core's URL. [env: STACKL_HOST]",
 )
 @click.option(
     "--ref",
@@ -167,6 +164,7 @@ def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
 def dispatch(
     paths: tuple[Path, ...],
     from_stackl: Path | None,
+    stackl_url: str | None,
     ref: str | None,
     use_variables: bool,
     trigger_token_env: str | None,
@@ -193,8 +191,12 @@ def dispatch(
       runner-agent dispatch tasks/*.yml -p acme/agents --wait --timeout 30m
       runner-agent dispatch --from-stackl invocation.json -p acme/agents
     """
-    tasks = _tasks(paths, from_stackl, agents_path)
     deadline = _duration(timeout)
+    if from_stackl is not None and not paths:
+        asked = stackl_cmd.invocation_tasks(from_stackl, stackl_url, agents_path, deadline)
+        tasks = asked.tasks
+    else:
+        tasks = _tasks(paths, from_stackl, agents_path)
     trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
@@ -220,6 +222,9 @@ def dispatch(
     # stdout stays the reports; the handle goes to stderr, for `wait` after a timeout
     click.echo(f"dispatched {handle.dispatch_id}: {handle.web_url}", err=True)
     click.echo(handle.encode(), err=True)
+    if from_stackl is not None:
+        dispatcher.wait(handle, timeout=deadline, interval=interval)
+        return stackl_cmd.answer(dispatcher, handle, asked, output)
     return _wait_and_report(dispatcher, handle, deadline, interval, output)
 
 

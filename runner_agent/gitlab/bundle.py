@@ -104,11 +104,17 @@ class Bundle:
     checksum: str
 
 
-def build_bundle(tasks: Sequence[Task], *, ref: str, now: datetime | None = None) -> Bundle:
-    """The bundle of validated tasks, with a new dispatch id (time, signature, randomness)."""
+def build_bundle(
+    tasks: Sequence[Task], *, ref: str, now: datetime | None = None, dispatch_id: str | None = None
+) -> Bundle:
+    """The bundle of validated tasks, with a new dispatch id (time, signature, randomness)
+    unless the caller names one (a STACKL job's retry must find its first try's pipeline).
+    Raises InvalidInput when the given id is not a dispatch id."""
     created = now or datetime.now(UTC)
     sig = signature(tasks, ref)
-    dispatch_id = f"{created:%Y%m%dt%H%M%S}-{sig[:10]}-{secrets.token_hex(3)}"
+    if dispatch_id is None:
+        dispatch_id = f"{created:%Y%m%dt%H%M%S}-{sig[:10]}-{secrets.token_hex(3)}"
+    check_ids(dispatch_id)
     document = {
         "apiVersion": API_VERSION,
         "kind": "Bundle",

@@ -153,15 +153,20 @@ class Dispatcher:
             raise InvalidInput(problems)
         render_child(tasks, self.render_options)
 
-    def submit(self, tasks: Sequence[Task], *, ref: str | None = None) -> Handle:
+    def submit(
+        self, tasks: Sequence[Task], *, ref: str | None = None, dispatch_id: str | None = None
+    ) -> Handle:
         """Start one pipeline for the tasks, or join the identical run in flight.
+
+        ``dispatch_id`` names the new run (default: a fresh id); the caller looks for a
+        pipeline of that name first when the id may have been used already.
 
         Raises InvalidInput before any request when the tasks are invalid; LockedError, with
         nothing triggered, when a different run for one of the identities is in flight;
         GitLabError when GitLab refuses or cannot be reached.
         """
         self.prepare(tasks)
-        bundle = build_bundle(tasks, ref=ref or self._default_ref())
+        bundle = build_bundle(tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id)
         key = (self.api.url, self.api.project, bundle.signature)
         return _COALESCER.run(key, lambda: self._submit(bundle))
 

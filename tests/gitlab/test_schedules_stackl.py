@@ -1,12 +1,9 @@
-"""Schedules (cycle as GitLab pipeline schedules) and STACKL (invocations in, results out)."""
+"""Schedules: cycle as GitLab pipeline schedules (STACKL is tested in tests/stackl)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from fake_gitlab import FakeGitLab
@@ -14,26 +11,7 @@ from gitlab_helpers import RunCli
 
 from runner_agent.core.errors import InvalidInput
 from runner_agent.gitlab.api import GitLabAPI
-from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, dump
-from runner_agent.gitlab.dispatch import Dispatcher
 from runner_agent.gitlab.schedules import create_schedule, frequency_to_cron, validate_cron
-from runner_agent.model.agents import AgentRegistry
-from runner_agent.model.tasks import Task
-from runner_agent.report.model import (
-    CommandResult,
-    FailedTask,
-    HostStats,
-    Report,
-    Status,
-    merge_reports,
-)
-from runner_agent.stackl import (
-    handle_invocation,
-    identity_for,
-    invocation_to_tasks,
-    report_to_outputs,
-    report_to_result,
-)
 
 # --- schedules -----------------------------------------------------------------------------
 
@@ -119,119 +97,3 @@ def test_schedule_cli(fake: FakeGitLab, run_cli: RunCli) -> None:
     assert code == 2 and "divide 60" in err
     code, _, _ = run_cli("schedule", "create", "acme/web", "-p", "42")
     assert code == 2
-
-
-# --- STACKL --------------------------------------------------------------------------------
-
-INVOCATION = {
-    "action": "create",
-    "stack_instance": "Shop Prod",
-    "service": "web",
-    "functional_requirement": "config_file",
-    "infrastructure_target": "vsphere.brussels.cluster1",
-    "tool": "kv_file",
-    "hosts": ["localhost"],
-    "provisioning_parameters": {"path": "/tmp/ra/shop.json", "values": {"port": 80}},
-}
-
-
-def test_invocations_become_tasks(registry: AgentRegistry) -> None:
-    (task,) = invocation_to_tasks(INVOCATION, registry=registry)
-    assert task.identity == "shop-prod/web/config_file" and task.command is None
-    assert task.config["values"] == {"port": 80} and list(task.hosts) == ["localhost"]
-    update = invocation_to_tasks({**INVOCATION, "action": "update"}, registry=registry)
-    delete = invocation_to_tasks({**INVOCATION, "action": "delete"}, registry=registry)
-    assert (update[0].command, delete[0].command) == ("update", "uninstall")
-    mapped = invocation_to_tasks(
-        {**INVOCATION, "tool": "ansible"},
-        registry=registry,
-        agents={"ansible": "kv_file"},
-        tags=["brussels"],
-    )
-    assert mapped[0].agent == "kv_file" and mapped[0].tags == ("brussels",)
-
-
-@pytest.mark.parametrize(
-    ("change", "words"),
-    [
-        ({"action": "destroy"}, "not create, update or delete"),
-        ({"tool": ""}, "tool"),
-        ({"tool": "no_such_agent"}, "no_such_agent"),
-        ({"service": "!!!"}, "leaves nothing"),
-        ({"provisioning_parameters": {"values": {}}}, "path"),
-    ],
-)
-def test_bad_invocations_are_invalid_input(
-    change: dict[str, object], words: str, registry: AgentRegistry
-) -> None:
-    with pytest.raises(InvalidInput, match=words):
-        invocation_to_tasks({**INVOCATION, **change}, registry=registry)
-
-
-def _report(status: Status, outputs: dict[str, object] | None = None) -> Report:
-    failed = [] if status is Status.SUCCESS else [FailedTask("localhost", "write", "disk full")]
-    command = CommandResult(
-        "update", status, hosts={"localhost": HostStats(ok=2)}, failed_tasks=failed
-    )
-    return Report(
-        identity_for(INVOCATION), "kv_file", "1.0.0", status, [command], outputs=outputs or {}
-    )
-
-
-def test_reports_become_automation_results_and_outputs() -> None:
-    ok = report_to_result(_report(Status.SUCCESS), INVOCATION)
-    assert ok == {
-        "service": "web",
-        "functional_requirement": "config_file",
-        "status": "READY",
-        "error_message": "",
-        "hosts": ["localhost"],
-    }
-    bad = report_to_result(_report(Status.FAILED))
-    assert bad["status"] == "FAILED" and bad["error_message"] == "localhost: write: disk full"
-    assert bad["service"] == "web"  # from the identity when no invocation is given
-    outputs = report_to_outputs(_report(Status.SUCCESS, {"url": "http://shop"}), INVOCATION)
-    assert outputs == {
-        "stack_instance": "Shop Prod",
-        "service": "web",
-        "infrastructure_target": "vsphere.brussels.cluster1",
-        "outputs": {"url": "http://shop"},
-    }
-
-
-def test_handle_invocation_runs_locally_or_through_gitlab(
-    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
-) -> None:
-    def runner(tasks: Sequence[Task]) -> list[Report]:
-        return [_report(Status.SUCCESS, {"url": "local"})]
-
-    result, outputs = asyncio.run(handle_invocation(INVOCATION, runner=runner, registry=registry))
-    assert result["status"] == "READY" and outputs["outputs"] == {"url": "local"}
-
-    original = fake._do_create_pipeline_post
-
-    def create_and_finish(m: object, call: object) -> object:
-        answer = original(m, call)  # type: ignore[arg-type]
-        body = json.loads(answer[2])
-        fake.set_status(body["id"], "failed")
-        summary = merge_reports([_report(Status.FAILED)])
-        fake.put_package(DISPATCH_PACKAGE, body["name"].split()[1], "summary.json", dump(summary))
-        return answer
-
-    fake._do_create_pipeline_post = create_and_finish  # type: ignore[method-assign]
-    result, outputs = asyncio.run(
-        handle_invocation(INVOCATION, dispatcher=dispatcher, registry=registry, ref="main")
-    )
-    assert result["status"] == "FAILED" and "disk full" in result["error_message"]
-    with pytest.raises(InvalidInput, match="exactly one"):
-        asyncio.run(handle_invocation(INVOCATION, registry=registry))
-
-
-def test_dispatch_from_stackl_cli(fake: FakeGitLab, run_cli: RunCli, tmp_path: Path) -> None:
-    path = tmp_path / "invocation.json"
-    path.write_text(json.dumps(INVOCATION))
-    code, out, _ = run_cli("dispatch", "--from-stackl", str(path), "-p", "42", "--ref", "main")
-    assert code == 0 and "dispatched" in out
-    assert len(fake.created_pipelines()) == 1
-    code, _, err = run_cli("dispatch", str(path), "--from-stackl", str(path), "-p", "42")
-    assert code == 2 and "one of them" in err
