@@ -143,7 +143,7 @@ def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
     "use_variables",
     is_flag=True,
     help="Pass the ids as variables RA_DISPATCH_ID/RA_CHECKSUM instead of pipeline "
-    "inputs (GitLab before 17.11).",
+    "inputs. Default: inputs where GitLab's version takes them (17.10+, trigger 17.11+).",
 )
 @click.option(
     "--trigger-token-env",
@@ -196,7 +196,7 @@ def dispatch(
     trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
-    mode = TriggerMode.VARIABLES if use_variables else TriggerMode.INPUTS
+    mode = TriggerMode.VARIABLES if use_variables else None  # None: by GitLab's version
     dispatcher = _connected(
         from_environ(
             os.environ,

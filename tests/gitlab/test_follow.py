@@ -347,7 +347,7 @@ def test_cli_dispatch_wait_prints_the_reports(
         answer = original(m, call)  # type: ignore[arg-type]
         body = json.loads(answer[2])
         fake.set_status(body["id"], "success")
-        dispatch_id = body["name"].split(" ", 1)[1]
+        dispatch_id = fake.pipelines[body["id"]]["name"].split(" ", 1)[1]  # not in the answer
         fake.put_package(
             DISPATCH_PACKAGE, dispatch_id, "summary.json", dump(summary(Status.SUCCESS))
         )

@@ -215,7 +215,8 @@ def test_handle_invocation_runs_locally_or_through_gitlab(
         body = json.loads(answer[2])
         fake.set_status(body["id"], "failed")
         summary = merge_reports([_report(Status.FAILED)])
-        fake.put_package(DISPATCH_PACKAGE, body["name"].split()[1], "summary.json", dump(summary))
+        name = fake.pipelines[body["id"]]["name"]  # the creation answer has no name
+        fake.put_package(DISPATCH_PACKAGE, name.split()[1], "summary.json", dump(summary))
         return answer
 
     fake._do_create_pipeline_post = create_and_finish  # type: ignore[method-assign]

@@ -166,7 +166,7 @@ class GitLabStandIn(FakeGitLab):
         if status != 201:
             return
         pipeline = json.loads(data)
-        body = call.json() or {}
+        body = call.accepted if call.accepted is not None else (call.json() or {})
         pid = int(pipeline["id"])
         checkout = self.workdir / f"p{pid}"
         subprocess.run(

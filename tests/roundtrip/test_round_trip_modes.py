@@ -43,6 +43,6 @@ def test_dispatch_ends_with_every_report_in_either_mode(
     code, summary = _dispatch(cli, tmp_path, tasks, *flags)
     assert (code, summary["missing"], summary["counts"]) == (0, 0, {"success": 2}), summary
     assert json.loads(target.read_text()) == {"a": 1}
-    (created,) = standin.created_pipelines()
+    assert len(standin.created_pipelines()) == 1
     sent = standin.routed("create_pipeline")[0].json()
     assert ("variables" in sent) == ("--variables" in flags)
