@@ -29,7 +29,7 @@ __all__ = [
 DESCRIPTION_PREFIX = "runner-agent cycle "
 MIN_MINUTES = 5  # GitLab's schedule worker runs every few minutes; finer is a false promise
 _FREQUENCY = re.compile(r"^([1-9][0-9]{0,3})([mhd])$")
-_IDENTITY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+_IDENTITY = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")  # as tasks
 _TASK_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 # one cron field: *, a number or a range, each with an optional /step; comma lists of those
 _ITEM = r"(\*|[0-9]{1,2}(-[0-9]{1,2})?)(/[0-9]{1,2})?"

@@ -299,7 +299,7 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return [(path, message if len(message) < 300 else message[:297] + "...")]
 
 
-_IDENTITY_PATTERN = "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
+_IDENTITY_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
 _SEGMENT_CHARS = re.compile(r"[^a-z0-9._-]")
 
 
@@ -309,6 +309,8 @@ def _identity_reason(value: str) -> str:
         return "it is empty"
     if any(s in (".", "..") for s in segments):
         return "'.' and '..' segments are not allowed (path traversal)"
+    if ".." in value:
+        return "'..' is not allowed (GitLab refuses it in a package version, where state lives)"
     if value.startswith("/"):
         return "it must not start with '/' (absolute path)"
     if value.endswith("/"):

@@ -4,10 +4,11 @@ fake as GitLab refuses it (sources in docs/gitlab-compat.md)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fake_gitlab import CREATED_FIELDS, JOB_TOKEN_ROUTES, FakeGitLab
-from gitlab_helpers import JOB_ENV
+from gitlab_helpers import JOB_ENV, RunCli, kv_task, write_tasks
 
 from runner_agent.gitlab.api import ApiError, GitLabAPI, NotFound, connect
 
@@ -100,3 +101,11 @@ def test_inputs_are_dropped_by_a_gitlab_that_does_not_take_them(
     fake.version = "17.9.0"
     created = api.create_pipeline("main", inputs={"dispatch_id": "d1"})
     assert fake.pipelines[int(created["id"])]["name"] is None  # ran with the defaults
+
+
+def test_an_identity_gitlab_would_refuse_as_a_version_is_invalid_before_any_request(
+    fake: FakeGitLab, run_cli: RunCli, tmp_path: Path
+) -> None:
+    tasks = write_tasks(tmp_path / "t.yml", kv_task("acme/web..v2"))
+    code, _, err = run_cli("dispatch", str(tasks), "-p", "42")
+    assert code == 2 and fake.calls == [] and "'..' is not allowed" in err
