@@ -19,7 +19,7 @@ import jsonschema
 
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import schema_path
-from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.model.placeholders import Placeholder, find_placeholders, forbidden_env
 from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
 
 if TYPE_CHECKING:
@@ -376,6 +376,8 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
             add(found, fld)
         elif found.kind == "outputs" and found.name not in task.outputs_from:
             add(f"{found} names {found.name!r}, which is not listed in outputs_from", fld)
+        elif found.kind == "env" and forbidden_env(found.name):
+            add(forbidden_env(found.name), fld)
     if registry is not None:
         problems.extend(registry.check_task(task))
     return problems

@@ -105,3 +105,24 @@ def test_a_dispatcher_cannot_be_built_on_a_job_token(fake: FakeGitLab) -> None:
     with pytest.raises(Exception, match="access token"):
         Dispatcher(api=api, ledger=MemoryLedger())
     assert fake.calls == []
+
+
+@pytest.mark.parametrize(("version", "inputs"), [("17.10.1", False), ("17.11.0", True)])
+def test_a_schedule_gets_inputs_only_where_the_version_takes_them(
+    fake: FakeGitLab, run_cli: RunCli, version: str, inputs: bool
+) -> None:
+    fake.version = version
+    code, _, err = run_cli("schedule", "create", "acme/web", "--every", "30m", "-p", "42")
+    assert code == 0, err
+    (schedule,) = fake.schedules.values()
+    assert bool(schedule["inputs"]) == inputs
+    assert bool(schedule["variables"]) == (not inputs)
+
+
+@pytest.mark.parametrize("args", [("create", "acme/web", "--every", "30m"), ("list",)])
+def test_schedules_with_only_a_job_token_stop_before_any_request(
+    fake: FakeGitLab, run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    _job_token_only(monkeypatch)
+    code, _, err = run_cli("schedule", *args, "-p", "42")
+    assert code == 2 and fake.calls == [] and "access token" in err

@@ -55,7 +55,7 @@ def test_frequencies_become_valid_spread_cron(every: str, pattern: str) -> None:
     assert frequency_to_cron(every, "acme/web") == cron  # stable per identity
 
 
-@pytest.mark.parametrize("every", ["7m", "1m", "5h", "2d", "10", "m", "-1h", "10s"])
+@pytest.mark.parametrize("every", ["7m", "1m", "5m", "5h", "2d", "10", "m", "-1h", "10s"])
 def test_bad_frequencies_are_invalid_input(every: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         frequency_to_cron(every)

@@ -56,13 +56,13 @@ def test_the_bundle_verifies_and_keeps_secrets_as_placeholders(
     registry: AgentRegistry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DB_PASSWORD", CANARY_SECRET)
+    monkeypatch.setenv("RA_SECRET_DB_PASSWORD", CANARY_SECRET)
     handle = dispatcher.submit(make_tasks(registry), ref="main")
     data = fake.package(DISPATCH_PACKAGE, handle.dispatch_id, "bundle.json")
     assert data is not None and CANARY_SECRET.encode() not in data
     checksum = fake.routed("create_pipeline")[0].json()["inputs"]["checksum"]
     tasks = parse_bundle(data, handle.dispatch_id, checksum, registry)
-    assert tasks[0].config["values"]["password"] == "${env:DB_PASSWORD}"
+    assert tasks[0].config["values"]["password"] == "${env:RA_SECRET_DB_PASSWORD}"
     assert json.loads(data)["apiVersion"] == "runner-agent/v1"
 
 
