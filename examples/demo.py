@@ -43,7 +43,7 @@ def main() -> int:
     shutil.rmtree(DEMO, ignore_errors=True)
     (DEMO / "acme").mkdir(parents=True)
     state = ["--local", "--state-dir", str(DEMO / "state")]
-    env = {**os.environ, "ACME_DB_PASSWORD": f"demo-{secrets.token_hex(8)}"}
+    env = {**os.environ, "RA_SECRET_ACME_DB_PASSWORD": f"demo-{secrets.token_hex(8)}"}
     server = start_etcd(client_port=ETCD_PORT)
     try:
         step("the agents this installation has")

@@ -57,7 +57,7 @@ def ctx(registry: AgentRegistry, tmp_path: Path, private_tmp: Path) -> RunContex
     context = RunContext(
         registry=registry,
         store=LocalStateStore(tmp_path / "state"),
-        environ={"CANARY_SECRET": "canary-Zq9-s3cr3t"},
+        environ={"RA_SECRET_CANARY": "canary-Zq9-s3cr3t"},
         on_output=lines.append,
     )
     context.lines = lines  # type: ignore[attr-defined]

@@ -141,7 +141,7 @@ def _tasks(
     "use_variables",
     is_flag=True,
     help="Pass the ids as variables RA_DISPATCH_ID/RA_CHECKSUM instead of pipeline "
-    "inputs (GitLab before 17.11).",
+    "inputs. Default: inputs where GitLab's version takes them (17.10+, trigger 17.11+).",
 )
 @click.option(
     "--trigger-token-env",
@@ -200,7 +200,7 @@ def dispatch(
     trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
-    mode = TriggerMode.VARIABLES if use_variables else TriggerMode.INPUTS
+    mode = TriggerMode.VARIABLES if use_variables else None  # None: by GitLab's version
     dispatcher = _connected(
         from_environ(
             os.environ,

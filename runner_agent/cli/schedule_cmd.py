@@ -12,6 +12,7 @@ import click
 from runner_agent.cli._common import output_option, print_json, remember_secrets
 from runner_agent.cli.dispatch_cmd import gitlab_options
 from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.gitlab import compat
 from runner_agent.gitlab.api import connect
 from runner_agent.gitlab.schedules import (
     create_schedule,
@@ -64,6 +65,8 @@ def schedule_create(
     cron = frequency_to_cron(every, identity) if every else str(cron_expr)
     api = connect(os.environ, project=project, section=section)
     remember_secrets(list(api.secrets))
+    takes_inputs = compat.preflight(api, "runner-agent schedule create", compat.Route.SCHEDULE)
+    use_variables = use_variables or not takes_inputs
     created = create_schedule(
         api,
         identity,
@@ -89,6 +92,7 @@ def schedule_create(
 def schedule_list(project: str | None, section: str | None, output: str) -> int:
     """List the project's runner-agent schedules."""
     api = connect(os.environ, project=project, section=section)
+    compat.require_access_token(api.connection, "runner-agent schedule list")
     remember_secrets(list(api.secrets))
     found = list_schedules(api)
     if output == "json":
@@ -105,6 +109,7 @@ def schedule_list(project: str | None, section: str | None, output: str) -> int:
 def schedule_delete(schedule_id: int, project: str | None, section: str | None) -> int:
     """Delete a schedule (done already is fine)."""
     api = connect(os.environ, project=project, section=section)
+    compat.require_access_token(api.connection, "runner-agent schedule delete")
     remember_secrets(list(api.secrets))
     gone = delete_schedule(api, schedule_id)
     click.echo(f"schedule {schedule_id} {'deleted' if gone else 'was already gone'}")

@@ -135,7 +135,8 @@ def connect(
         except gitlab.config.ConfigError as exc:
             raise InvalidInput(Problem("--gitlab-config-section", str(exc))) from exc
         token = gl.private_token or gl.oauth_token or gl.job_token or ""
-        conn = Connection(gl.url, token, "config", f"python-gitlab config section {section!r}")
+        kind = "job" if token and token == gl.job_token else "config"
+        conn = Connection(gl.url, token, kind, f"python-gitlab config section {section!r}")
     else:
         found = resolve_connection(environ)
         if found is None:
@@ -151,6 +152,7 @@ def connect(
             gl = gitlab.Gitlab(conn.url, job_token=conn.token, session=session)
         else:
             gl = gitlab.Gitlab(conn.url, private_token=conn.token, session=session)
+    session.home = str(gl.url)  # credentials never follow a redirect off this GitLab
     gl.retry_transient_errors = False  # RetryPolicy, in the session, is the only retry loop
     if gl.timeout is None:
         gl.timeout = timeout
@@ -250,6 +252,13 @@ class GitLabAPI:
             msg = f"{where}: forbidden (403): the token lacks a permission here: {detail}"
         elif status == 404:
             return NotFound(f"{where}: not found (404): {detail}", 404)
+        elif status == 400 and "Duplicate package" in detail:
+            # lib/api/generic_packages.rb answers 400 when the project refuses duplicates
+            msg = (
+                f"{where}: the project refuses duplicate generic packages (400): allow "
+                "duplicates for generic packages in Settings > Packages and registries, "
+                "or add runner-agent-* to the exceptions"
+            )
         elif status == 429:
             msg = f"{where}: rate limited by GitLab (429) after retries: {detail}"
         elif status is not None and status in TRANSIENT and not idem:
@@ -360,6 +369,10 @@ class GitLabAPI:
             body["variables"] = dict(variables)
         path = f"{self._project_path}/trigger/pipeline"
         return dict(self._json(self._call("post", path, body=body, idempotent=False), path))
+
+    def get_version(self) -> dict[str, Any]:
+        """GET /version (doc/api/version.md): ``{"version": "17.11.2-ee", "revision": ...}``."""
+        return dict(self._get("/version"))
 
     def get_project(self) -> dict[str, Any]:
         return dict(self._get(self._project_path))

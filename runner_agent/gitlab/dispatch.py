@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from runner_agent.core.errors import InvalidInput, Problem
-from runner_agent.gitlab import follow
+from runner_agent.gitlab import compat, follow
 from runner_agent.gitlab.api import GitLabAPI, connect, same_gitlab
 from runner_agent.gitlab.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, Bundle, build_bundle
 from runner_agent.gitlab.follow import (
@@ -70,7 +70,7 @@ def pipeline_name(dispatch_id: str) -> str:
 
 
 class TriggerMode(StrEnum):
-    INPUTS = "inputs"  # GitLab 17.11+ (spec:inputs of the project's own pipeline)
+    INPUTS = "inputs"  # POST /pipeline from GitLab 17.10, the trigger API from 17.11
     VARIABLES = "variables"  # older GitLab, or where inputs are not wanted
 
 
@@ -90,7 +90,7 @@ class Dispatcher:
 
     api: GitLabAPI
     ledger: Ledger | None = None  # default: one ledger per project shared by the process
-    mode: TriggerMode = TriggerMode.INPUTS
+    mode: TriggerMode | None = None  # None: inputs where the GitLab version takes them
     trigger_token: str | None = None
     render_options: RenderOptions = field(default_factory=lambda: RenderOptions(validate=True))
     clock: Callable[[], float] = time.time
@@ -100,7 +100,9 @@ class Dispatcher:
     ambiguous_rounds: int = 3
 
     def __post_init__(self) -> None:
+        compat.require_access_token(self.api.connection, "runner-agent dispatch")  # no request
         self._ledger: Ledger = self.ledger or _process_ledger(self.api.url, self.api.project)
+        self._mode = self.mode or TriggerMode.INPUTS
 
     @classmethod
     def for_machine(cls, api: GitLabAPI, environ: Mapping[str, str], **kwargs: Any) -> Dispatcher:
@@ -166,9 +168,22 @@ class Dispatcher:
         GitLabError when GitLab refuses or cannot be reached.
         """
         self.prepare(tasks)
+        self._mode = self._choose_mode()  # the one check of GitLab before any other request
         bundle = build_bundle(tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id)
         key = (self.api.url, self.api.project, bundle.signature)
         return _COALESCER.run(key, lambda: self._submit(bundle))
+
+    def _choose_mode(self) -> TriggerMode:
+        route = compat.Route.TRIGGER if self.trigger_token else compat.Route.CREATE
+        takes_inputs = compat.preflight(self.api, "runner-agent dispatch", route)
+        if self.mode is TriggerMode.INPUTS and not takes_inputs:
+            raise compat.UnsupportedGitLab(
+                f"{route.value} takes inputs from GitLab {compat.INPUTS_SINCE[route]}; "
+                f"this one is {compat.server_version(self.api)}: pass the ids as variables"
+            )
+        if self.mode is not None:
+            return self.mode
+        return TriggerMode.INPUTS if takes_inputs else TriggerMode.VARIABLES
 
     def _default_ref(self) -> str:
         branch = self.api.get_project().get("default_branch")
@@ -192,9 +207,11 @@ class Dispatcher:
         self.api.put_package_file(DISPATCH_PACKAGE, bundle.dispatch_id, BUNDLE_FILE, bundle.data)
         pipeline = self._create_pipeline(bundle)
         expected = pipeline_name(bundle.dispatch_id)
-        if "name" in pipeline and pipeline["name"] != expected:  # GitLab 16.3+ tells the name
+        # the creation answer (Entities::Ci::Pipeline) has no name; GET .../pipelines/:id does
+        named = self.api.get_pipeline(int(pipeline["id"])).get("name")
+        if named != expected:
             self.warn(
-                f"warning: the pipeline is named {pipeline.get('name')!r}, not {expected!r}: "
+                f"warning: the pipeline is named {named!r}, not {expected!r}: "
                 "set workflow:name in the agent project (see docs/dispatch.md), or a lost "
                 "answer from GitLab could start a second pipeline"
             )
@@ -211,7 +228,7 @@ class Dispatcher:
         )
 
     def _post(self, bundle: Bundle) -> dict[str, Any]:
-        if self.mode is TriggerMode.INPUTS:
+        if self._mode is TriggerMode.INPUTS:
             ids: dict[str, Any] = {
                 "inputs": {"dispatch_id": bundle.dispatch_id, "checksum": bundle.checksum}
             }

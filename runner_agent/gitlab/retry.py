@@ -98,13 +98,42 @@ class RetryPolicy:
         return max(0.0, float(reset) - self.now()) if reset.isdigit() else None
 
 
-class RetryingSession(requests.Session):
-    """The HTTP session under python-gitlab: retries by :class:`RetryPolicy`, counts requests."""
+# The headers that carry a GitLab credential: python-gitlab sends PRIVATE-TOKEN (access
+# tokens), JOB-TOKEN (CI_JOB_TOKEN) or Authorization (OAuth); requests strips only the last
+# on a cross-host redirect (requests.Session.rebuild_auth).
+CREDENTIAL_HEADERS = ("PRIVATE-TOKEN", "JOB-TOKEN", "Authorization")
 
-    def __init__(self, policy: RetryPolicy, timeout: float) -> None:
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit for http and https."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class RetryingSession(requests.Session):
+    """The HTTP session under python-gitlab: retries by :class:`RetryPolicy`, counts requests,
+    and never follows a redirect to another host with a GitLab credential."""
+
+    def __init__(self, policy: RetryPolicy, timeout: float, home: str = "") -> None:
         super().__init__()
         self.policy = policy
         self.default_timeout = timeout
+        self.home = home  # the GitLab the credentials are for; "" until connect() sets it
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        """On a redirect (object storage for package files and artifacts, GitLab's direct
+        download: doc/administration/object_storage.md, proxy_download), keep credentials only
+        when the target is the GitLab they were given for."""
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        target = origin(str(prepared_request.url))
+        home = self.home or str(response.request.url)
+        if target != origin(home):
+            for name in CREDENTIAL_HEADERS:
+                prepared_request.headers.pop(name, None)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("timeout") is None:

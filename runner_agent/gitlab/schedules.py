@@ -27,9 +27,12 @@ __all__ = [
 ]
 
 DESCRIPTION_PREFIX = "runner-agent cycle "
-MIN_MINUTES = 5  # GitLab's schedule worker runs every few minutes; finer is a false promise
+# GitLab starts due schedules when its schedule worker runs: every 10 minutes on a self-managed
+# instance by default (config/initializers/1_settings.rb, pipeline_schedule_worker cron
+# "3-59/10 * * * *"); a schedule every 5 minutes would run every 10 there.
+MIN_MINUTES = 10
 _FREQUENCY = re.compile(r"^([1-9][0-9]{0,3})([mhd])$")
-_IDENTITY = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
+_IDENTITY = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")  # as tasks
 _TASK_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 # one cron field: *, a number or a range, each with an optional /step; comma lists of those
 _ITEM = r"(\*|[0-9]{1,2}(-[0-9]{1,2})?)(/[0-9]{1,2})?"
@@ -87,8 +90,9 @@ def frequency_to_cron(frequency: str, identity: str = "") -> str:
     minute = _spread(identity, 60)
     if unit == "m":
         if n < MIN_MINUTES or 60 % n:
+            reason = f"minutes must divide 60 and be at least {MIN_MINUTES}"
             raise InvalidInput(
-                Problem("--every", f"{frequency}: minutes must divide 60 and be at least 5")
+                Problem("--every", f"{frequency}: {reason} (GitLab starts schedules every 10)")
             )
         return f"{minute % n}-59/{n} * * * *" if n > 1 else "* * * * *"
     if unit == "h":

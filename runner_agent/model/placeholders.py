@@ -13,7 +13,30 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Placeholder", "find_placeholders", "resolve", "walk_strings"]
+__all__ = [
+    "ENV_ALLOW_VARIABLE",
+    "SECRET_PREFIX",
+    "Placeholder",
+    "env_allowlist",
+    "env_refusal",
+    "find_placeholders",
+    "forbidden_env",
+    "resolve",
+    "walk_strings",
+]
+
+# Which variables ``${env:NAME}`` may read: a name starting with SECRET_PREFIX, or one the
+# agent project lists in ENV_ALLOW_VARIABLE (a CI/CD variable, comma-separated names). Never
+# GitLab's or the runner's own: CI_JOB_TOKEN, GITLAB_TOKEN, every CI_* and GITLAB_* variable
+# (doc/ci/variables/predefined_variables.md), the runner's (RUNNER_*, FF_*, its registration
+# token) and runner-agent's settings, even when listed: a task must not be able to write a
+# credential of the pipeline into whatever file or service its config names.
+SECRET_PREFIX = "RA_SECRET_"
+ENV_ALLOW_VARIABLE = "RUNNER_AGENT_ENV_ALLOW"
+_FORBIDDEN_PREFIXES = ("CI_", "GITLAB_", "RUNNER_", "FF_")
+_FORBIDDEN_NAMES = frozenset(
+    {"REGISTRATION_TOKEN", "DOCKER_AUTH_CONFIG", "PYTHON_GITLAB_CFG", "GITLAB_URL"}
+)
 
 _TOKEN = re.compile(r"\$(\$?)\{(env|outputs):([^}]*)\}")
 _UNCLOSED = re.compile(r"(?<!\$)\$\{(?:env|outputs):[^}]*$")  # "${env:NAME" without "}"
@@ -115,3 +138,33 @@ def _compact_json(value: Any) -> str:
     import json
 
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def forbidden_env(name: str) -> str:
+    """Why ``${env:NAME}`` may never read ``name`` ("" when it may, if allowed)."""
+    if name.startswith(_FORBIDDEN_PREFIXES) or name in _FORBIDDEN_NAMES:
+        return (
+            f"${{env:{name}}} is refused: runner-agent never hands GitLab's or the runner's own "
+            f"variables (CI_*, GITLAB_*, RUNNER_*, FF_*) to a task; put the secret in a masked "
+            f"CI/CD variable named {SECRET_PREFIX}..."
+        )
+    return ""
+
+
+def env_allowlist(environ: Mapping[str, str]) -> frozenset[str]:
+    """The names the agent project allows besides RA_SECRET_*: ENV_ALLOW_VARIABLE, split."""
+    listed = environ.get(ENV_ALLOW_VARIABLE, "")
+    return frozenset(n.strip() for n in listed.split(",") if n.strip())
+
+
+def env_refusal(name: str, environ: Mapping[str, str]) -> str:
+    """Why ``${env:NAME}`` may not read ``name`` in this environment ("" when it may)."""
+    forbidden = forbidden_env(name)
+    if forbidden:
+        return forbidden
+    if name.startswith(SECRET_PREFIX) or name in env_allowlist(environ):
+        return ""
+    return (
+        f"${{env:{name}}} is not allowed: name the variable {SECRET_PREFIX}{name}, or list "
+        f"{name} in {ENV_ALLOW_VARIABLE} (a CI/CD variable of the agent project)"
+    )

@@ -21,7 +21,7 @@ from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import schema_path
 from runner_agent.model.agents import AgentRegistry, check_config
 from runner_agent.model.digest import candidates
-from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.model.placeholders import Placeholder, find_placeholders, forbidden_env
 from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
 
 __all__ = [
@@ -300,7 +300,7 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
     return [(path, message if len(message) < 300 else message[:297] + "...")]
 
 
-_IDENTITY_PATTERN = "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
+_IDENTITY_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
 _SEGMENT_CHARS = re.compile(r"[^a-z0-9._-]")
 
 
@@ -310,6 +310,8 @@ def _identity_reason(value: str) -> str:
         return "it is empty"
     if any(s in (".", "..") for s in segments):
         return "'.' and '..' segments are not allowed (path traversal)"
+    if ".." in value:
+        return "'..' is not allowed (GitLab refuses it in a package version, where state lives)"
     if value.startswith("/"):
         return "it must not start with '/' (absolute path)"
     if value.endswith("/"):
@@ -375,6 +377,8 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
             add(found, fld)
         elif found.kind == "outputs" and found.name not in task.outputs_from:
             add(f"{found} names {found.name!r}, which is not listed in outputs_from", fld)
+        elif found.kind == "env" and forbidden_env(found.name):
+            add(forbidden_env(found.name), fld)
     if registry is not None:
         problems.extend(agent_problems(task, registry))
     return problems

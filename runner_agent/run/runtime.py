@@ -20,7 +20,7 @@ from runner_agent.core.redact import Redactor
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import Agent, AgentRegistry
 from runner_agent.model.digest import digest
-from runner_agent.model.placeholders import Placeholder, find_placeholders, resolve
+from runner_agent.model.placeholders import Placeholder, env_refusal, find_placeholders, resolve
 from runner_agent.model.state import State, StateStore
 from runner_agent.model.tasks import Task
 from runner_agent.report.model import CommandResult, Report, Status
@@ -92,14 +92,18 @@ def effective_version(task: Task, agent: Agent) -> str:
 def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
     """The secret values the tasks' ``${env:NAME}`` placeholders resolve to.
 
-    Raises InvalidInput naming every variable that is not set, before anything runs.
+    Raises InvalidInput naming every variable that is not set or not allowed
+    (:func:`~runner_agent.model.placeholders.env_refusal`), before anything runs.
     """
     secrets: list[str] = []
     problems = []
     for task in tasks:
         for path, found in find_placeholders(task.config):
             if isinstance(found, Placeholder) and found.kind == "env":
-                if found.name in environ:
+                refused = env_refusal(found.name, environ)
+                if refused:
+                    problems.append(Problem(task.source, refused, task.document, f"config.{path}"))
+                elif found.name in environ:
                     secrets.append(environ[found.name])
                 else:
                     problems.append(

@@ -103,7 +103,14 @@ def test_parent_pipeline_plans_and_triggers_from_manual_inputs(
     ci.write({".gitlab-ci.yml": parent, "tasks/app.yml": yaml_text(tasks)})
     ci.commit()
 
-    result = ci.run("--input", "task_file=tasks/app.yml", "--input", f"max_jobs={max_jobs}")
+    result = ci.run(
+        "--input",
+        "task_file=tasks/app.yml",
+        "--input",
+        f"max_jobs={max_jobs}",
+        "--variable=CI_PIPELINE_SOURCE=web",  # Build > Pipelines > Run pipeline
+        "--ignore-predefined-vars=CI_PIPELINE_SOURCE",
+    )
 
     log = result.stdout + result.stderr
     assert result.returncode == 0, log

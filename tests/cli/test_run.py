@@ -73,10 +73,10 @@ def test_command_override_must_exist(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_missing_secret_variable_is_invalid_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("RA_TEST_UNSET", raising=False)
-    task = write_task(tmp_path / "t.yml", config={"message": "${env:RA_TEST_UNSET}"})
+    monkeypatch.delenv("RA_SECRET_TEST_UNSET", raising=False)
+    task = write_task(tmp_path / "t.yml", config={"message": "${env:RA_SECRET_TEST_UNSET}"})
     assert run_cli(tmp_path, str(task)) == 2
-    assert "config.message: environment variable RA_TEST_UNSET is not set" in (
+    assert "config.message: environment variable RA_SECRET_TEST_UNSET is not set" in (
         capsys.readouterr().err
     )
     assert not (tmp_path / "state").exists()

@@ -86,6 +86,7 @@ CASES: list[tuple[str, int | None, str, str]] = [
     # -- identity: path traversal and friends
     ("identity_dotdot.yml", 0, "identity", "'..' segments are not allowed (path traversal)"),
     ("identity_inner_dotdot.yml", 0, "identity", "'..' segments are not allowed (path traversal)"),
+    ("identity_double_dot.yml", 0, "identity", "'..' is not allowed (GitLab refuses it"),
     ("identity_absolute.yml", 0, "identity", "must not start with '/' (absolute path)"),
     ("identity_double_slash.yml", 0, "identity", "empty segment ('//')"),
     ("identity_upper.yml", 0, "identity", "upper-case letters are not allowed"),

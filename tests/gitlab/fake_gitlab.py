@@ -51,6 +51,7 @@ class Call:
     body: bytes
     headers: dict[str, str]
     route: str = ""
+    accepted: dict[str, Any] | None = None  # the body as this GitLab version reads it
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -82,6 +83,70 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
 ]
 FINISHED = {"success", "failed", "canceled", "skipped"}
 
+# Where GitLab accepts CI_JOB_TOKEN (doc/ci/jobs/ci_job_token.md, "Job token access"): the
+# package registry and Packages API, job artifacts, POST /trigger/pipeline. Elsewhere the
+# JOB-TOKEN header is not read: the request is anonymous, so 404 on a private project's route
+# and 401 on /version.
+JOB_TOKEN_ROUTES = {
+    ("PUT", "package"),
+    ("GET", "package"),
+    ("GET", "packages"),
+    ("GET", "package_files"),
+    ("POST", "trigger_pipeline"),
+    ("GET", "artifacts"),
+}
+# Generic package rules, lib/gitlab/regex/packages.rb (generic_package_name_regex = maven
+# file name, generic_package_version_regex = maven_version_regex, generic_package_file_name);
+# the API refuses others with 400 (lib/api/generic_packages.rb, Grape `regexp:`).
+PACKAGE_NAME = re.compile(r"\A[A-Za-z0-9._+-]+\Z")
+PACKAGE_VERSION = re.compile(r"\A(?!.*\.\.)[\w+.-]+\Z", re.ASCII)
+PACKAGE_FILE = re.compile(r"\A(?!~)[A-Za-z0-9._+~-]+(?<!~)\Z")
+# What Entities::Ci::Pipeline (lib/api/entities/ci/pipeline.rb, with pipeline_basic.rb)
+# exposes: the answer to POST /pipeline and POST /trigger/pipeline. No iid, no name.
+CREATED_FIELDS = [
+    "id",
+    "project_id",
+    "sha",
+    "ref",
+    "status",
+    "source",
+    "created_at",
+    "updated_at",
+    "web_url",
+    "before_sha",
+    "tag",
+    "yaml_errors",
+    "user",
+    "started_at",
+    "finished_at",
+    "committed_at",
+    "duration",
+    "queued_duration",
+    "coverage",
+    "detailed_status",
+]
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+@dataclass
+class Storage:
+    """Object storage on another host (127.0.0.2): where GitLab's direct download redirects a
+    package file or an artifacts archive (doc/administration/object_storage.md, "proxy_download"
+    false, GitLab.com's default). Records every request's headers: no GitLab token may arrive."""
+
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    seen: list[dict[str, str]] = field(default_factory=list)
+    base: str = ""
+
+    def put(self, data: bytes) -> str:
+        key = f"blob-{len(self.blobs)}"
+        self.blobs[key] = data
+        return f"{self.base}/{key}?X-Amz-Signature=fake"
+
 
 @dataclass
 class FakeGitLab:
@@ -103,6 +168,9 @@ class FakeGitLab:
     faults: dict[tuple[str, str, str | None], list[str]] = field(default_factory=dict)
     next_id: int = 100
     lock: threading.Lock = field(default_factory=threading.Lock)
+    storage: Storage | None = None  # when set, downloads answer 302 to it (direct download)
+    version: str = "18.6.0"  # what GET /version answers; older ones drop what they lack
+    duplicates_allowed: bool = True  # Settings > Packages: "Allow duplicates" (generic)
 
     # --- test helpers ---------------------------------------------------------------------
 
@@ -195,6 +263,9 @@ class FakeGitLab:
         sent = lowered.get("private-token", lowered.get("job-token", ""))
         if fault and not fault.endswith("!"):
             return self._refuse(fault, sent)
+        if caller == "job" and (method, route) not in JOB_TOKEN_ROUTES:
+            # the job token is not read here: an anonymous request
+            return self._error(401) if route == "version" else self._error(404, "404_project")
         if not self._authorized(caller, sent):
             return self._error(401, sent=sent)
         if match is None:
@@ -206,6 +277,8 @@ class FakeGitLab:
         return answer
 
     def _route(self, method: str, path: str) -> tuple[str, re.Match[str] | None]:
+        if path == "/version" and method == "GET":
+            return "version", re.match(r"/version", path)
         for m, name, pattern in _ROUTES:
             found = pattern.match(path)
             if (
@@ -264,17 +337,48 @@ class FakeGitLab:
 
     # --- endpoints --------------------------------------------------------------------------
 
+    def older_than(self, version: str) -> bool:
+        return version_tuple(self.version) < version_tuple(version)
+
+    def _do_version_get(self, m: re.Match[str], call: Call) -> Answer:
+        # doc/api/version.md: GET /version, any authenticated user
+        return self._ok({"version": self.version, "revision": "6d5e1f2a", "kas": {}})
+
+    @staticmethod
+    def _bad_package(m: re.Match[str]) -> str:
+        pkg, ver, file = (unquote(m[k]) for k in ("pkg", "ver", "file"))
+        for name, value, rule in (
+            ("package_name", pkg, PACKAGE_NAME),
+            ("package_version", ver, PACKAGE_VERSION),
+            ("file_name", file, PACKAGE_FILE),
+        ):
+            if not rule.match(value):
+                return f"{name} is invalid"
+        return ""
+
     def _do_project_get(self, m: re.Match[str], call: Call) -> Answer:
         return self._ok(fixture("project"))
 
     def _do_package_put(self, m: re.Match[str], call: Call) -> Answer:
+        bad = self._bad_package(m)
+        if bad:
+            return self._ok({"error": bad}, 400)
+        key = (unquote(m["pkg"]), unquote(m["ver"]), unquote(m["file"]))
+        if not self.duplicates_allowed and key in self.packages:
+            # lib/api/generic_packages.rb: a refused duplicate is a 400, not a 403
+            return self._ok({"message": "Duplicate package is not allowed"}, 400)
         self.put_package(unquote(m["pkg"]), unquote(m["ver"]), unquote(m["file"]), call.body)
         return self._ok(fixture("package_created"), 201)
 
     def _do_package_get(self, m: re.Match[str], call: Call) -> Answer:
+        bad = self._bad_package(m)
+        if bad:
+            return self._ok({"error": bad}, 400)
         data = self.package(unquote(m["pkg"]), unquote(m["ver"]), unquote(m["file"]))
         if data is None:
             return self._error(404, "404_package")
+        if self.storage is not None:
+            return 302, {"Location": self.storage.put(data)}, b""
         return 200, {"Content-Type": "application/octet-stream"}, data
 
     def _package_versions(self) -> list[tuple[str, str]]:
@@ -315,24 +419,33 @@ class FakeGitLab:
         dispatch_id = inputs.get("dispatch_id") or variables.get("RA_DISPATCH_ID")
         return f"runner-agent {dispatch_id}" if dispatch_id else None
 
+    def _accept(self, call: Call, inputs_from: str) -> dict[str, Any]:
+        """The body as this version reads it: before ``inputs_from`` GitLab ignores ``inputs``
+        (an unknown parameter) and runs the pipeline with the defaults."""
+        body = dict(call.json() or {})
+        if self.older_than(inputs_from):
+            body.pop("inputs", None)
+        call.accepted = body
+        return body
+
     def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
-        body = call.json() or {}
+        body = self._accept(call, "17.10")  # doc/api/pipelines.md, "Create a new pipeline"
         pipeline = self._new_pipeline(body, self._pipeline_name(body), "api")
         pipeline["_created_by_api"] = True
-        return self._ok(_public(pipeline), 201)
+        return self._ok(_created(pipeline), 201)
 
     def _do_trigger_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
-        body = call.json() or {}
-        if body.get("token") != self.trigger_token:
+        body = self._accept(call, "17.11")  # doc/api/pipeline_triggers.md
+        if body.get("token") != self.trigger_token and body.get("token") != self.job_token:
             return self._error(404, "404_pipeline")
         pipeline = self._new_pipeline(body, self._pipeline_name(body), "trigger")
         pipeline["_created_by_api"] = True
-        return self._ok(_public(pipeline), 201)
+        return self._ok(_created(pipeline), 201)
 
     def _do_pipelines_get(self, m: re.Match[str], call: Call) -> Answer:
         found = sorted(self.pipelines.values(), key=lambda p: -int(p["id"]))
         name = call.query.get("name", [None])[0]
-        if name is not None:
+        if name is not None and not self.older_than("16.9"):  # the filter came in 16.9
             found = [p for p in found if p.get("name") == name]
         per_page = int(call.query.get("per_page", ["20"])[0])
         keys = fixture("pipelines")[0].keys()
@@ -365,13 +478,15 @@ class FakeGitLab:
         data = self.artifacts.get(int(m["id"]))
         if data is None:
             return self._error(404, "404_pipeline")
+        if self.storage is not None:
+            return 302, {"Location": self.storage.put(data)}, b""
         return 200, {"Content-Type": "application/zip"}, data
 
     def _do_schedules_get(self, m: re.Match[str], call: Call) -> Answer:
         return self._ok(list(self.schedules.values()))
 
     def _do_create_schedule_post(self, m: re.Match[str], call: Call) -> Answer:
-        body = call.json() or {}
+        body = self._accept(call, "17.11")  # doc/api/pipeline_schedules.md
         schedule = copy.deepcopy(fixture("schedule"))
         schedule.update(
             id=self._id(),
@@ -401,6 +516,10 @@ class FakeGitLab:
 
 def _public(pipeline: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in pipeline.items() if not k.startswith("_")}
+
+
+def _created(pipeline: dict[str, Any]) -> dict[str, Any]:
+    return {k: pipeline[k] for k in CREATED_FIELDS if k in pipeline}
 
 
 @contextmanager
@@ -453,6 +572,33 @@ def served(fake: FakeGitLab) -> Iterator[str]:
     thread.start()
     try:
         yield fake.base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def storage_served(storage: Storage, host: str = "127.0.0.2") -> Iterator[str]:
+    """Serve ``storage`` over HTTP on another loopback address; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            storage.seen.append(dict(self.headers))
+            data = storage.blobs.get(urlsplit(self.path).path.lstrip("/"))
+            self.send_response(200 if data is not None else 404)
+            self.send_header("Content-Length", str(len(data or b"")))
+            self.end_headers()
+            self.wfile.write(data or b"")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, 0), Handler)
+    storage.base = f"http://{host}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield storage.base
     finally:
         server.shutdown()
         server.server_close()

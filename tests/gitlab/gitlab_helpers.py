@@ -46,7 +46,7 @@ def kv_task(identity: str = "acme/web", **extra: Any) -> dict[str, Any]:
         "agent": "kv_file",
         "config": {
             "path": f"/tmp/ra/{identity}.json",
-            "values": {"port": 8080, "password": "${env:DB_PASSWORD}"},
+            "values": {"port": 8080, "password": "${env:RA_SECRET_DB_PASSWORD}"},
         },
         **extra,
     }

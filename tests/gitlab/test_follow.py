@@ -256,7 +256,7 @@ def test_cli_round_trip_with_a_handle_file_and_exit_codes(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("DB_PASSWORD", CANARY_SECRET)
+    monkeypatch.setenv("RA_SECRET_DB_PASSWORD", CANARY_SECRET)
     task = tmp_path / "t.yml"
     task.write_text(json.dumps(kv_task()))
     code, out, err = run_cli("dispatch", str(task), "-p", "42", "--ref", "main", "-o", "json")
@@ -347,7 +347,7 @@ def test_cli_dispatch_wait_prints_the_reports(
         answer = original(m, call)  # type: ignore[arg-type]
         body = json.loads(answer[2])
         fake.set_status(body["id"], "success")
-        dispatch_id = body["name"].split(" ", 1)[1]
+        dispatch_id = fake.pipelines[body["id"]]["name"].split(" ", 1)[1]  # not in the answer
         fake.put_package(
             DISPATCH_PACKAGE, dispatch_id, "summary.json", dump(summary(Status.SUCCESS))
         )

@@ -19,22 +19,24 @@ from runner_agent.model.agents import AgentRegistry
 from runner_agent.model.tasks import tasks_from_data
 
 
-def test_submit_sends_four_requests_and_only_ids(
+def test_submit_sends_six_requests_and_only_ids(
     fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
 ) -> None:
     handle = dispatcher.submit(make_tasks(registry), ref="main")
     assert [(c.method, c.route) for c in fake.calls] == [
+        ("GET", "version"),  # once per process: inputs or variables, supported at all
         ("GET", "package"),  # the identity set's marker: is a run in flight elsewhere?
         ("PUT", "package"),  # the bundle
         ("POST", "create_pipeline"),
+        ("GET", "pipeline"),  # its name: the creation answer has none
         ("PUT", "package"),  # the marker, for other machines
     ]
     lock = lock_key(["acme/web"])
-    assert fake.calls[0].path.endswith(f"/{LOCK_PACKAGE}/{lock}/inflight.json")
-    assert fake.calls[1].path == (
+    assert fake.calls[1].path.endswith(f"/{LOCK_PACKAGE}/{lock}/inflight.json")
+    assert fake.calls[2].path == (
         f"/projects/42/packages/generic/{DISPATCH_PACKAGE}/{handle.dispatch_id}/bundle.json"
     )
-    body = fake.calls[2].json()
+    body = fake.calls[3].json()
     assert body["ref"] == "main" and set(body) == {"ref", "inputs"}
     assert body["inputs"]["dispatch_id"] == handle.dispatch_id
     assert (
@@ -54,13 +56,13 @@ def test_the_bundle_verifies_and_keeps_secrets_as_placeholders(
     registry: AgentRegistry,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DB_PASSWORD", CANARY_SECRET)
+    monkeypatch.setenv("RA_SECRET_DB_PASSWORD", CANARY_SECRET)
     handle = dispatcher.submit(make_tasks(registry), ref="main")
     data = fake.package(DISPATCH_PACKAGE, handle.dispatch_id, "bundle.json")
     assert data is not None and CANARY_SECRET.encode() not in data
     checksum = fake.routed("create_pipeline")[0].json()["inputs"]["checksum"]
     tasks = parse_bundle(data, handle.dispatch_id, checksum, registry)
-    assert tasks[0].config["values"]["password"] == "${env:DB_PASSWORD}"
+    assert tasks[0].config["values"]["password"] == "${env:RA_SECRET_DB_PASSWORD}"
     assert json.loads(data)["apiVersion"] == "runner-agent/v1"
 
 
@@ -89,7 +91,7 @@ def test_the_default_ref_is_the_projects_default_branch(
     fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
 ) -> None:
     handle = dispatcher.submit(make_tasks(registry))
-    assert fake.calls[0].route == "project" and handle.ref == "main"
+    assert fake.calls[1].route == "project" and handle.ref == "main"
 
 
 def test_invalid_input_sends_nothing(fake: FakeGitLab, dispatcher: Dispatcher) -> None:

@@ -99,3 +99,13 @@ def cli(
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gitlab_version() -> Iterator[None]:
+    """Each test's GitLab answers GET /version anew (the toolkit asks once per process)."""
+    from runner_agent.gitlab.compat import forget_versions
+
+    forget_versions()
+    yield
+    forget_versions()

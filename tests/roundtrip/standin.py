@@ -166,7 +166,7 @@ class GitLabStandIn(FakeGitLab):
         if status != 201:
             return
         pipeline = json.loads(data)
-        body = call.json() or {}
+        body = call.accepted if call.accepted is not None else (call.json() or {})
         pid = int(pipeline["id"])
         checkout = self.workdir / f"p{pid}"
         subprocess.run(
@@ -193,12 +193,16 @@ class GitLabStandIn(FakeGitLab):
         variables_file = self.workdir / f"p{run.pipeline_id}-variables.yml"
         variables = self._project_variables(run)
         variables_file.write_text(yaml.safe_dump(variables), encoding="utf-8")
+        # what started the pipeline, as GitLab sets it (doc/ci/variables/predefined_variables.md):
+        # gitlab-ci-local says "push" otherwise, and the templates run no job for a push
+        source = self.pipelines[run.pipeline_id]["source"]
         command = [
             str(ENGINE),
             "--no-color",
             f"--home={self.workdir / 'gcl-home'}",
             f"--variables-file={variables_file}",
-            f"--ignore-predefined-vars={','.join(variables)}",
+            f"--variable=CI_PIPELINE_SOURCE={source}",
+            f"--ignore-predefined-vars={','.join([*variables, 'CI_PIPELINE_SOURCE'])}",
         ]
         for key, value in (body.get("inputs") or {}).items():
             command.append(f"--input={key}={value}")

@@ -74,12 +74,12 @@ def test_kv_file_lifecycle(tmp_path: Path) -> None:
 
 
 def test_kv_etcd_lifecycle_and_outputs_from(tmp_path: Path, etcd: EtcdPrefix) -> None:
-    ctx = make_ctx(tmp_path, DB_PASSWORD="pw-canary-51x")
+    ctx = make_ctx(tmp_path, RA_SECRET_DB_PASSWORD="pw-canary-51x")
     values = {
         "host": "db.internal",
         "port": 5432,
         "pool": {"min": 2, "max": 20},
-        "password": "${env:DB_PASSWORD}",
+        "password": "${env:RA_SECRET_DB_PASSWORD}",
     }
     db = {
         "identity": "acme/db",

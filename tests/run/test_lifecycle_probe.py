@@ -157,8 +157,8 @@ def test_secret_never_reaches_report_state_or_output(ctx: RunContext, tmp_path: 
     secret = "canary-Zq9-s3cr3t"
     ok, failed = run(
         ctx,
-        task(identity="test/ok", config={"message": "${env:CANARY_SECRET}"}),
-        task(identity="test/bad", config={"message": "x-${env:CANARY_SECRET}-y", "fail": True}),
+        task(identity="test/ok", config={"message": "${env:RA_SECRET_CANARY}"}),
+        task(identity="test/bad", config={"message": "x-${env:RA_SECRET_CANARY}-y", "fail": True}),
     )
     assert ok.status is Status.SUCCESS and failed.status is Status.FAILED
     assert ok.outputs["message"] == "********"

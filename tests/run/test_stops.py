@@ -36,12 +36,12 @@ def run(ctx: RunContext, *items: dict[str, Any]) -> list[Any]:
 @pytest.mark.parametrize("signals", [1, 2], ids=["sigterm", "sigterm-then-another"])
 def test_sigterm_ends_ansible_and_removes_private_files(tmp_path: Path, signals: int) -> None:
     task = tmp_path / "t.yml"
-    sleeper = probe(config={"sleep": 60, "message": "${env:SIG_SECRET}"})
+    sleeper = probe(config={"sleep": 60, "message": "${env:RA_SECRET_SIG}"})
     task.write_text(yaml.safe_dump([sleeper, probe(identity="edge/next")]))
     report = tmp_path / "out" / "report.json"
     # a short folder: mitogen's socket goes into the private dir only when its path fits
     temp = Path(tempfile.mkdtemp(prefix="ra-sig-"))
-    env = {**os.environ, "TMPDIR": str(temp), "SIG_SECRET": "sig-canary-4417"}
+    env = {**os.environ, "TMPDIR": str(temp), "RA_SECRET_SIG": "sig-canary-4417"}
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -1,0 +1,48 @@
+"""The round trip in both ways of passing a dispatch's ids: pipeline inputs and, for GitLabs
+without them (or with ``--variables``), pipeline variables. Both must end with every report:
+in variables mode GitLab forwards a trigger job's YAML variables, global ones included, to
+the child pipeline as pipeline variables that outrank the child's own (see
+docs/gitlab-compat.md, "Variables into child pipelines")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from standin import Cli, GitLabStandIn
+
+
+def _dispatch(cli: Cli, tmp_path: Path, tasks: list[Any], *flags: str) -> tuple[int, Any]:
+    path = tmp_path / "tasks.yml"
+    path.write_text(yaml.safe_dump(tasks, sort_keys=False))
+    code, out, err = cli("dispatch", str(path), *flags, "--wait", "--interval", "1", "-o", "json")
+    assert out.strip(), err
+    return code, json.loads(out)
+
+
+@pytest.mark.parametrize("flags", [(), ("--variables",)], ids=["inputs", "variables"])
+def test_dispatch_ends_with_every_report_in_either_mode(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    target = tmp_path / "out" / "web.json"
+    tasks = [
+        {
+            "identity": "acme/web",
+            "agent": "kv_file",
+            "config": {"path": str(target), "values": {"a": 1}},
+        },
+        {
+            "identity": "acme/db",
+            "agent": "kv_file",
+            "config": {"path": str(tmp_path / "db.json"), "values": {"b": 2}},
+        },
+    ]
+    code, summary = _dispatch(cli, tmp_path, tasks, *flags)
+    assert (code, summary["missing"], summary["counts"]) == (0, 0, {"success": 2}), summary
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert len(standin.created_pipelines()) == 1
+    sent = standin.routed("create_pipeline")[0].json()
+    assert ("variables" in sent) == ("--variables" in flags)
