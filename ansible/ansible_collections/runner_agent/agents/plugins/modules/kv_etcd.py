@@ -54,8 +54,8 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
 
-SEP = "/"
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 MAX_TXN_BYTES = 1024 * 1024  # JSON body size; etcd's default --max-request-bytes is 1.5 MiB
 
@@ -102,18 +102,6 @@ def range_end(prefix):
     return b"\0"
 
 
-def flatten(data, sep=SEP, _prefix=""):
-    """{a: {b: 1}} -> {"a/b": 1}. Lists and empty mappings are leaves."""
-    out = {}
-    for key, value in data.items():
-        name = _prefix + str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, sep, name + sep))
-        else:
-            out[name] = value
-    return out
-
-
 def encode_value(value):
     """What etcd stores for a leaf: a string as it is, anything else as compact JSON."""
     if isinstance(value, str):
@@ -132,19 +120,10 @@ def plan(desired, actual, prune=True):
     puts: [(key, value)] for added or changed keys; deletes: [key] stored but not desired
     (only when pruning); drift: [{key, change}] sorted by key, keys only.
     """
-    puts, deletes, drift = [], [], []
-    for key in sorted(set(desired) | set(actual)):
-        if key not in actual:
-            puts.append((key, desired[key]))
-            drift.append({"key": key, "change": "added"})
-        elif key not in desired:
-            if prune:
-                deletes.append(key)
-                drift.append({"key": key, "change": "removed"})
-        elif desired[key] != actual[key]:
-            puts.append((key, desired[key]))
-            drift.append({"key": key, "change": "changed"})
-    return puts, deletes, drift
+    changes = drift(desired, actual, removed=prune)
+    puts = [(d["key"], desired[d["key"]]) for d in changes if d["change"] != "removed"]
+    deletes = [d["key"] for d in changes if d["change"] == "removed"]
+    return puts, deletes, changes
 
 
 def make_ops(prefix, puts, deletes):
