@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "Certificates",
     "EtcdPrefix",
     "EtcdServer",
     "etcd_binary",
@@ -32,6 +34,7 @@ __all__ = [
     "etcd_put",
     "etcd_revision",
     "free_port",
+    "make_certificates",
     "start_etcd",
 ]
 
@@ -58,14 +61,21 @@ def _prefix_end(prefix: str) -> bytes:
     return bytes(end)
 
 
+# The TLS context and the auth token the helpers use for an endpoint (set by start_etcd and
+# EtcdServer.enable_auth), so EtcdPrefix and the etcd_* helpers work on every kind of server.
+_ACCESS: dict[str, tuple[ssl.SSLContext | None, str | None]] = {}
+
+
 def etcd_call(endpoint: str, path: str, body: dict[str, Any], timeout: float = 5) -> Any:
     """POST a JSON body to the v3 gateway; the decoded answer."""
+    context, token = _ACCESS.get(endpoint.rstrip("/"), (None, None))
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = token
     request = urllib.request.Request(
-        endpoint.rstrip("/") + path,
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        endpoint.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return json.loads(response.read() or b"{}")
 
 
@@ -137,26 +147,135 @@ class EtcdServer:
         except OSError:
             return ""
 
+    def enable_auth(self, root_password: str) -> None:
+        """Create user root (role root) and turn authentication on; the helpers then log in
+        as root. etcd's order: the root user must exist before `auth enable`."""
+        self.add_user("root", root_password, "root")
+        etcd_call(self.endpoint, "/v3/auth/enable", {})
+        answer = etcd_call(
+            self.endpoint, "/v3/auth/authenticate", {"name": "root", "password": root_password}
+        )
+        context, _ = _ACCESS.get(self.endpoint, (None, None))
+        _ACCESS[self.endpoint] = (context, str(answer["token"]))
+
+    def add_user(self, name: str, password: str, role: str) -> None:
+        etcd_call(self.endpoint, "/v3/auth/user/add", {"name": name, "password": password})
+        if role != "root":
+            etcd_call(self.endpoint, "/v3/auth/role/add", {"name": role})
+        else:
+            with contextlib.suppress(urllib.error.HTTPError):  # exists after the first call
+                etcd_call(self.endpoint, "/v3/auth/role/add", {"name": role})
+        etcd_call(self.endpoint, "/v3/auth/user/grant", {"user": name, "role": role})
+
+    def grant(self, role: str, prefix: str, perm: str) -> None:
+        """Give ``role`` READ, WRITE or READWRITE on every key under ``prefix``."""
+        etcd_call(
+            self.endpoint,
+            "/v3/auth/role/grant",
+            {
+                "name": role,
+                "perm": {
+                    "key": _b64(prefix),
+                    "range_end": _b64(_prefix_end(prefix)),
+                    "permType": perm,
+                },
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A test CA, a server certificate for 127.0.0.1 signed by it, a client certificate, and
+    a second CA that signed nothing here (the "wrong CA")."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+    def context(self) -> ssl.SSLContext:
+        """A client context trusting the CA and presenting the client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_certificates(folder: Path, client_name: str = "root") -> Certificates:
+    """Certificates made with openssl (EC P-256, valid 2 days) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        _openssl("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
+                 "-subj", f"/CN=runner-agent test {ca}", cwd=folder)  # fmt: skip
+    # etcd's gateway dials its own gRPC server with the server certificate: it needs both uses
+    leaves = {
+        "server": (
+            "etcd-server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth",
+        ),
+        "client": (client_name, "extendedKeyUsage=clientAuth"),
+    }
+    for leaf, (name, extensions) in leaves.items():
+        (folder / f"{leaf}.ext").write_text(extensions + "\n")
+        _openssl("req", *key, "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr",
+                 "-subj", f"/CN={name}", cwd=folder)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{leaf}.pem", "-days", "2",
+                 "-extfile", f"{leaf}.ext", cwd=folder)  # fmt: skip
+    return Certificates(
+        ca=folder / "ca.pem",
+        server_cert=folder / "server.pem",
+        server_key=folder / "server.key",
+        client_cert=folder / "client.pem",
+        client_key=folder / "client.key",
+        other_ca=folder / "other-ca.pem",
+    )
+
 
 def _healthy(endpoint: str) -> bool:
+    context, _ = _ACCESS.get(endpoint, (None, None))
     try:
-        with urllib.request.urlopen(endpoint + "/health", timeout=1) as response:
+        with urllib.request.urlopen(endpoint + "/health", timeout=1, context=context) as response:
             return bool(json.loads(response.read()).get("health") == "true")
     except (OSError, ValueError):
         return False
 
 
-def start_etcd(timeout: float = 20, attempts: int = 3, client_port: int = 0) -> EtcdServer:
+def start_etcd(
+    timeout: float = 20,
+    attempts: int = 3,
+    client_port: int = 0,
+    tls: Certificates | None = None,
+) -> EtcdServer:
     """Start etcd on 127.0.0.1 with a fresh data folder; wait until it is healthy.
 
-    The client port is ``client_port``, or a free one when 0 (the demo names a fixed one).
+    The client port is ``client_port``, or a free one when 0 (the demo names a fixed one). With
+    ``tls`` the client URL is https and etcd asks for a client certificate signed by the CA
+    (etcd's --client-cert-auth); the helpers here present ``tls``'s client certificate.
     """
     binary = etcd_binary()
     last_log = ""
     for _ in range(attempts):
         data_dir = Path(tempfile.mkdtemp(prefix="runner-agent-etcd-"))
         client, peer = client_port or free_port(), free_port()
-        endpoint = f"http://127.0.0.1:{client}"
+        endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{client}"
+        secure = (
+            [
+                "--cert-file", str(tls.server_cert),
+                "--key-file", str(tls.server_key),
+                "--trusted-ca-file", str(tls.ca),
+                "--client-cert-auth",
+            ]
+            if tls
+            else []
+        )  # fmt: skip
+        _ACCESS[endpoint] = (tls.context() if tls else None, None)
         log_path = data_dir / "etcd.log"
         command = [
             binary,
@@ -171,6 +290,7 @@ def start_etcd(timeout: float = 20, attempts: int = 3, client_port: int = 0) -> 
             "--logger", "zap",
             "--log-outputs", "stderr",
             "--log-level", "warn",
+            *secure,
         ]  # fmt: skip
         with open(log_path, "wb") as log:
             process = subprocess.Popen(

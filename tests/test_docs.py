@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runner_agent.cli import cli
-from runner_agent.core.resources import ansible_dir, schema_path
+from runner_agent.core.resources import schema_path, shipped_roles_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -273,7 +273,7 @@ def _section(text: str, heading: str) -> str:
     return match.group(1)
 
 
-SHIPPED = sorted(p for p in (ansible_dir() / "roles").iterdir() if (p / "meta").is_dir())
+SHIPPED = sorted(p for p in shipped_roles_dir().iterdir() if (p / "meta").is_dir())
 
 
 @pytest.mark.parametrize("role", SHIPPED, ids=lambda p: p.name)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ansible_dir", "data_dir", "schema_path", "templates_dir"]
+__all__ = [
+    "COLLECTION",
+    "ansible_dir",
+    "collection_dir",
+    "data_dir",
+    "schema_path",
+    "shipped_roles_dir",
+    "templates_dir",
+]
+
+COLLECTION = ("runner_agent", "agents")  # the shipped agents' Ansible collection
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -25,7 +35,18 @@ def data_dir(name: str) -> Path:
 
 
 def ansible_dir() -> Path:
+    """The folder to put on Ansible's collections path: it holds ``ansible_collections/``."""
     return data_dir("ansible")
+
+
+def collection_dir() -> Path:
+    """The shipped agents' collection (galaxy.yml, roles, plugins)."""
+    return ansible_dir().joinpath("ansible_collections", *COLLECTION)
+
+
+def shipped_roles_dir() -> Path:
+    """The shipped agents: the collection's roles."""
+    return collection_dir() / "roles"
 
 
 def templates_dir() -> Path:

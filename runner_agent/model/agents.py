@@ -3,8 +3,8 @@
 An agent is a role folder holding ``tasks/<command>.yml`` for each command (files whose name
 starts with ``_`` are helpers, not commands), ``meta/argument_specs.yml`` declaring the config
 each entry point accepts, and ``meta/runner_agent.yml`` with the agent's version, description and
-the commands that may run beside others (``readonly``). Shipped agents live under the package's
-``ansible/roles``; more are found on ``RUNNER_AGENT_PATH`` (folders of roles, ``:``-separated),
+the commands that may run beside others (``readonly``). Shipped agents are the roles of the
+``runner_agent.agents`` collection; more are found on ``RUNNER_AGENT_PATH`` (``:``-separated),
 and an agent found there first shadows a shipped one of the same name.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from runner_agent.core.errors import InvalidInput, Problem
-from runner_agent.core.resources import ansible_dir
+from runner_agent.core.resources import shipped_roles_dir
 from runner_agent.model.placeholders import Placeholder, find_placeholders
 
 __all__ = ["Agent", "AgentRegistry", "Command", "check_config", "default_registry"]
@@ -283,7 +283,7 @@ def _dummy(spec: Mapping[str, Any]) -> Any:
 
 def default_search_path() -> list[Path]:
     extra = [Path(p) for p in os.environ.get("RUNNER_AGENT_PATH", "").split(os.pathsep) if p]
-    return [*extra, ansible_dir() / "roles"]
+    return [*extra, shipped_roles_dir()]
 
 
 def default_registry(extra: Iterable[Path] = ()) -> AgentRegistry:

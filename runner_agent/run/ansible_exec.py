@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
 from runner_agent.report.model import FailedTask, HostStats, TaskResult
 
@@ -31,6 +32,7 @@ __all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "wri
 
 DRIFT_KEY = "runner_agent_drift"
 _UNIX_PATH_MAX = 107
+_COLLECTIONS = "~/.ansible/collections:/usr/share/ansible/collections"  # Ansible's default
 _OUTCOMES = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -306,6 +308,11 @@ def run_playbook(
         write_private_dir(spec, root)
         env = ansible_env(spec.forks)
         env["ANSIBLE_ROLES_PATH"] = str(spec.roles_path)
+        # the shipped roles call their modules by FQCN (runner_agent.agents.*): the shipped
+        # collection comes first, then the user's (or Ansible's default) collections path
+        env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(
+            [str(ansible_dir()), os.environ.get("ANSIBLE_COLLECTIONS_PATH", _COLLECTIONS)]
+        )
         # what Ansible leaves in temp goes with the private dir; so does mitogen's socket
         # (no data in it) when its path fits a unix socket's 107 bytes, else mitogen would hang
         env["ANSIBLE_LOCAL_TEMP"] = str(root / "tmp")

@@ -25,18 +25,25 @@ from typing import Any
 
 import yaml
 
+from runner_agent.core.resources import ansible_dir, collection_dir
 from runner_agent.run.ansible_exec import unsafe  # the runtime's own marking, not a copy
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-ROLES = ROOT / "ansible" / "roles"
+COLLECTIONS = ansible_dir()  # holds ansible_collections/runner_agent/agents
+ROLES = collection_dir() / "roles"
+MODULES = collection_dir() / "plugins" / "modules"
 CALLBACKS = HERE / "callback_plugins"
 BIN = Path(sys.executable).parent
 
 
 def load_library(role: str, module: str) -> ModuleType:
-    """Import ``ansible/roles/<role>/library/<module>.py`` as a Python module."""
-    path = ROLES / role / "library" / f"{module}.py"
+    """Import the collection's ``plugins/modules/<module>.py`` as a Python module (its
+    module_utils import as ``ansible_collections.runner_agent.agents...``, a namespace package
+    found on the path)."""
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.append(str(COLLECTIONS))
+    path = MODULES / f"{module}.py"
     spec = importlib.util.spec_from_file_location(f"runner_agent_test_{module}", path)
     assert spec is not None and spec.loader is not None
     loaded = importlib.util.module_from_spec(spec)
@@ -122,6 +129,7 @@ def run_role(
     env = {
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(ROLES),
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
         "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
         "ANSIBLE_CALLBACKS_ENABLED": "record_results",
         "ANSIBLE_NOCOLOR": "1",
@@ -179,12 +187,13 @@ def run_module(
         )
     )
     proc = subprocess.run(
-        [sys.executable, str(ROLES / role / "library" / f"{module}.py"), str(args_file)],
+        [sys.executable, str(MODULES / f"{module}.py"), str(args_file)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
         cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(COLLECTIONS)},
     )
     try:
         result: dict[str, Any] = json.loads(proc.stdout)

@@ -187,28 +187,6 @@ def test_drift_in_ini_and_env_compares_the_written_text() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("0640", 0o640),
-        ("640", 0o640),
-        ("0o600", 0o600),
-        ("01777", 0o1777),
-        (0o644, 0o644),
-        (None, None),
-        ("", None),
-    ],
-)
-def test_parse_mode(given: Any, expected: int | None) -> None:
-    assert kv.parse_mode(given) == expected
-
-
-@pytest.mark.parametrize("given", ["rw-r-----", "0999", "u+x", True, -1, 0o10000])
-def test_parse_mode_refuses_non_octal(given: Any) -> None:
-    with pytest.raises(kv.KVError):
-        kv.parse_mode(given)
-
-
 def test_backup_name_is_timestamped_and_never_overwrites(tmp_path: Path) -> None:
     now = datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.UTC)
     target = tmp_path / "app.json"
@@ -412,7 +390,7 @@ def test_role_lifecycle(tmp_path: Path) -> None:
     assert first.custom == {
         "path": str(target),
         "format": "json",
-        "sha256": first.result("kv_file")["sha256"],
+        "sha256": first.result("runner_agent.agents.kv_file")["sha256"],
         "keys": 5,
     }
     assert "[WARNING]" not in first.output and "DEPRECATION" not in first.output

@@ -30,9 +30,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_carries_templates_agents_and_schema(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
+    collection = "runner_agent/_data/ansible/ansible_collections/runner_agent/agents"
+    assert f"{collection}/galaxy.yml" in names
+    assert f"{collection}/plugins/module_utils/kv.py" in names
     for role in ("kv_file", "kv_etcd"):
-        assert f"runner_agent/_data/ansible/roles/{role}/meta/argument_specs.yml" in names
-        assert f"runner_agent/_data/ansible/roles/{role}/library/{role}.py" in names
+        assert f"{collection}/roles/{role}/meta/argument_specs.yml" in names
+        assert f"{collection}/plugins/modules/{role}.py" in names
     assert any(n.startswith("runner_agent/_data/templates/gitlab-ci/") for n in names)
     assert "runner_agent/model/schemas/task.schema.json" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]

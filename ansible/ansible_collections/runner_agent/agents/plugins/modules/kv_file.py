@@ -13,32 +13,123 @@ emitter writes.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: kv_file
 short_description: Write, remove or back up a key/value file (JSON, YAML, INI, env)
 description:
-  - Renders C(values) deterministically (sorted keys) in C(format) and writes it atomically
-    when the content or the mode differs; creates missing parent folders.
-  - In check mode nothing is written; C(drift) lists the keys that differ, never their values.
+  - Renders O(values) deterministically (sorted keys) in O(format) and writes it when the
+    content or the file's attributes differ; creates missing parent folders.
+  - The file is written through a temporary file created exclusively in its folder with a
+    random name and permissions 0600, flushed to disk, given its attributes, then renamed over
+    O(path). A new file without O(mode) stays 0600, because values may hold secrets.
+  - A O(path) that is a symbolic link is refused, whatever the operation; nothing is written.
+  - O(path) is taken as it is written (no C($VAR) or C(~) expansion) and must be absolute.
+  - Values a format cannot hold so that they read back the same are refused before anything
+    is written (nested values in ini and env, surrounding spaces in ini, control characters in
+    ini and env, NaN or infinity in json, text that is not valid Unicode in any format).
+  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values.
+version_added: "1.0.0"
+author:
+  - runner_agent authors (@runner-agent)
 options:
-  path: {type: path, required: true, description: The file.}
-  format: {type: str, default: json, choices: [json, yaml, ini, env], description: File format.}
-  values: {type: dict, description: The key/value packet; required when operation=write.}
-  mode: {type: raw, description: "Octal mode such as '0640' (a string); unchanged when omitted."}
+  path:
+    type: str
+    required: true
+    description: The file, as an absolute path; never expanded.
+  format:
+    type: str
+    default: json
+    choices: [json, yaml, ini, env]
+    description: The file format.
+  values:
+    type: dict
+    description: The key/value packet; required when O(operation=write).
   operation:
     type: str
     default: write
     choices: [write, remove, backup]
-    description: write the file, remove it, or copy it to a timestamped backup.
-  backup_dir: {type: path, description: Folder for backups (default the file's folder).}
+    description: Write the file, remove it, or copy it to a timestamped backup.
+  backup_dir:
+    type: str
+    description: Folder for backups, as an absolute path (default the file's folder); never expanded.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.files
+  - ansible.builtin.files
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+  safe_file_operations:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Write the web service's settings as JSON, readable by its group
+  runner_agent.agents.kv_file:
+    path: /etc/acme/web.json
+    values:
+      port: 8080
+      db: {host: db.internal, pool: 10}
+    owner: root
+    group: acme
+    mode: "0640"
+
+- name: Report the keys that differ from an env file, writing nothing
+  runner_agent.agents.kv_file:
+    path: /etc/acme/web.env
+    format: env
+    values: {LOG_LEVEL: info}
+  check_mode: true
+  register: web_env
+
+- name: Copy the file aside before a risky change
+  runner_agent.agents.kv_file:
+    path: /etc/acme/web.json
+    operation: backup
+    backup_dir: /var/backups/acme
 """
 
 RETURN = r"""
-path: {type: str, description: The file.}
-format: {type: str, description: Its format.}
-sha256: {type: str, description: SHA-256 of the content written (or that would be written).}
-keys: {type: int, description: Number of keys (leaves; nesting flattened with /).}
-drift: {type: list, description: "[{key, change: added|changed|removed}], keys only."}
-backup_path: {type: str, description: The backup written (operation=backup); empty if none.}
+path:
+  description: The file.
+  returned: always
+  type: str
+  sample: /etc/acme/web.json
+format:
+  description: Its format.
+  returned: O(operation=write)
+  type: str
+  sample: json
+sha256:
+  description: SHA-256 of the content written (or that would be written).
+  returned: O(operation=write)
+  type: str
+  sample: 6f1ed002ab5595859014ebf0951522d9a0a1a8e1b8f2e2b2f1e1d3c4b5a69788
+keys:
+  description: Number of keys (leaves; nesting flattened with /).
+  returned: O(operation=write)
+  type: int
+  sample: 3
+drift:
+  description: The keys that differ from the file, and how; never their values.
+  returned: O(operation=write)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed"}]
+removed:
+  description: Whether the file was there to remove.
+  returned: O(operation=remove)
+  type: bool
+  sample: true
+backup_path:
+  description: The backup written; empty if there was no file.
+  returned: O(operation=backup)
+  type: str
+  sample: /var/backups/acme/web.json.20260101T000000Z.bak
 """
 
 import datetime
@@ -52,9 +143,14 @@ import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import (
+    SEP,
+    drift,
+    flatten,
+    normalize,
+)
 
 FORMATS = ("json", "yaml", "ini", "env")
-SEP = "/"
 
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 ENV_SAFE = re.compile(r"[A-Za-z0-9_./:@%+,-]+\Z")
@@ -64,6 +160,16 @@ YAML_RESERVED = frozenset(
 )
 YAML_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)\Z")
 YAML_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?\Z")
+# What YAML lets stand unescaped in a document (YAML 1.2 section 5.1, "c-printable"), less the
+# line breaks PyYAML also knows (NEL, LS, PS) and the byte order mark: all written as \uXXXX,
+# an escape that YAML's double-quoted style and JSON (our subset reader) both understand.
+YAML_UNSAFE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+# Characters that end a line for str.splitlines() besides \n and \r, and other control
+# characters: an ini or env line cannot hold them and read back the same.
+LINE_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class KVError(ValueError):
@@ -71,27 +177,6 @@ class KVError(ValueError):
 
 
 # ---------------------------------------------------------------- values
-
-
-def normalize(value):
-    """A copy with every mapping key a string and every tuple a list (JSON's data model)."""
-    if isinstance(value, dict):
-        return {str(k): normalize(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [normalize(v) for v in value]
-    return value
-
-
-def flatten(data, sep=SEP, _prefix=""):
-    """{a: {b: 1}} -> {"a/b": 1}. Lists and empty mappings are leaves."""
-    out = {}
-    for key, value in data.items():
-        name = _prefix + str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, sep, name + sep))
-        else:
-            out[name] = value
-    return out
 
 
 def scalar_text(value):
@@ -110,21 +195,23 @@ def canonical(value, fmt):
 
 
 def compute_drift(desired, actual, fmt="json", removed=True):
-    """Keys that differ between two flat mappings: [{key, change}], sorted by key.
+    """Keys that differ between two flat mappings, compared as the format holds values."""
+    return drift(
+        desired, actual, lambda a, b: canonical(a, fmt) == canonical(b, fmt), removed
+    )
 
-    added: in desired only; removed: in actual only (when ``removed``); changed: both, differing.
-    Values never appear in the result.
-    """
-    drift = []
-    for key in sorted(set(desired) | set(actual)):
-        if key not in actual:
-            drift.append({"key": key, "change": "added"})
-        elif key not in desired:
-            if removed:
-                drift.append({"key": key, "change": "removed"})
-        elif canonical(desired[key], fmt) != canonical(actual[key], fmt):
-            drift.append({"key": key, "change": "changed"})
-    return drift
+
+def check_text(values, fmt, _where=""):
+    """Refuse text no file can hold: lone surrogates are not Unicode, so not UTF-8."""
+    items = values.items() if isinstance(values, dict) else enumerate(values)
+    for key, value in items:
+        where = _where + SEP + str(key) if _where else str(key)
+        if isinstance(key, str) and SURROGATE.search(key):
+            raise KVError("%s: key %r is not valid Unicode text" % (fmt, where))
+        if isinstance(value, str) and SURROGATE.search(value):
+            raise KVError("%s: the value of %r is not valid Unicode text" % (fmt, where))
+        if isinstance(value, (dict, list)):
+            check_text(value, fmt, where)
 
 
 # ---------------------------------------------------------------- render
@@ -136,13 +223,25 @@ def render(values, fmt):
         raise KVError("unknown format %r (known: %s)" % (fmt, ", ".join(FORMATS)))
     if not isinstance(values, dict):
         raise KVError("values must be a mapping, got %s" % type(values).__name__)
+    values = normalize(values)
+    check_text(values, fmt)
     return {"json": render_json, "yaml": render_yaml, "ini": render_ini, "env": render_env}[fmt](
-        normalize(values)
+        values
     )
 
 
 def render_json(values):
-    return json.dumps(values, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    try:
+        text = json.dumps(values, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # JSON has no NaN or infinity: readers other than Python's refuse them
+        raise KVError("json: NaN and infinity cannot be written in JSON") from None
+    return text + "\n"
+
+
+def yaml_quote(text):
+    """A double-quoted YAML scalar that YAML readers and JSON both read back as ``text``."""
+    out = json.dumps(text, ensure_ascii=False)
+    return YAML_UNSAFE.sub(lambda m: "\\u%04x" % ord(m.group(0)), out)
 
 
 def yaml_scalar(value):
@@ -169,7 +268,7 @@ def yaml_scalar(value):
     if isinstance(value, str):
         if YAML_PLAIN.match(value) and value.lower() not in YAML_RESERVED:
             return value
-        return json.dumps(value, ensure_ascii=False)
+        return yaml_quote(value)
     raise KVError("cannot write a %s in YAML" % type(value).__name__)
 
 
@@ -218,17 +317,22 @@ def _ini_value(where, value):
             "mapping keys to scalars" % (where, type(value).__name__)
         )
     text = scalar_text(value)
-    if "\n" in text or "\r" in text:
-        raise KVError("ini: the value of %s holds a line break, which INI cannot hold" % where)
+    if "\n" in text or "\r" in text or LINE_UNSAFE.search(text):
+        raise KVError("ini: the value of %s holds a line break or a control character, which "
+                      "INI cannot hold" % where)
+    if text != text.strip():
+        raise KVError("ini: the value of %s has surrounding spaces, which INI readers drop"
+                      % where)
     return text
 
 
 def _ini_key(where, key):
+    if ("=" in key or "\n" in key or "\r" in key or LINE_UNSAFE.search(key)
+            or key[:1] in ("[", ";", "#")):
+        raise KVError("ini: key %r (%s) cannot hold '=', a line break or a control character, "
+                      "nor start with [ ; #" % (key, where))
     if not key.strip() or key != key.strip():
         raise KVError("ini: key %r (%s) is empty or has surrounding spaces" % (key, where))
-    if "=" in key or "\n" in key or "\r" in key or key[0] in "[;#":
-        raise KVError("ini: key %r (%s) cannot hold '=' or a line break, nor start with [ ; #"
-                      % (key, where))
 
 
 def render_ini(values):
@@ -239,9 +343,10 @@ def render_ini(values):
         _ini_key(key, key)
         lines.append("%s = %s" % (key, _ini_value(repr(key), values[key])))
     for section in sections:
-        if not section.strip() or "]" in section or "\n" in section or "\r" in section:
-            raise KVError("ini: section name %r cannot be empty or hold ']' or a line break"
-                          % section)
+        if (not section.strip() or section != section.strip() or "]" in section
+                or "\n" in section or "\r" in section or LINE_UNSAFE.search(section)):
+            raise KVError("ini: section name %r cannot be empty, have surrounding spaces or "
+                          "hold ']', a line break or a control character" % section)
         if lines:
             lines.append("")
         lines.append("[%s]" % section)
@@ -282,7 +387,11 @@ def render_env(values):
                 "env: the value of %r is nested (%s); an env file holds flat KEY=value pairs"
                 % (key, type(value).__name__)
             )
-        lines.append("%s=%s" % (key, env_quote(scalar_text(value))))
+        text = scalar_text(value)
+        if LINE_UNSAFE.search(text):
+            raise KVError("env: the value of %r holds a control character other than a tab "
+                          "or a line break, which env files cannot hold" % key)
+        lines.append("%s=%s" % (key, env_quote(text)))
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -519,22 +628,6 @@ def _yaml_map(lines, pos, indent):
 # ---------------------------------------------------------------- files
 
 
-def parse_mode(mode):
-    """'0640' / '640' (octal text) or an int -> int; None stays None."""
-    if mode is None or mode == "":
-        return None
-    if isinstance(mode, bool):
-        raise KVError("mode must be octal text such as '0640'")
-    if isinstance(mode, int):
-        if not 0 <= mode <= 0o7777:
-            raise KVError("mode %r is out of range" % mode)
-        return mode
-    text = str(mode).strip()
-    if not re.match(r"0?[0-7]{3,4}\Z", text) and not re.match(r"0o[0-7]{3,4}\Z", text):
-        raise KVError("mode must be octal text such as '0640', got %r" % text)
-    return int(text[2:] if text.startswith("0o") else text, 8)
-
-
 def backup_name(path, backup_dir=None, now=None):
     """<path>.<UTC timestamp>.bak, or the same name inside backup_dir; never an existing file."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -555,50 +648,71 @@ def read_bytes(path):
         return None
 
 
-def _makedirs(folder):
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+def refuse_link(module, path):
+    """Fail when ``path`` is a symbolic link: kv_file never writes, copies or removes through
+    one, so a link planted at the path cannot redirect a write or leak a file into a backup."""
+    if os.path.islink(path):
+        module.fail_json(
+            msg="%s is a symbolic link: kv_file does not follow links; point path at the "
+                "link's target, or remove the link" % path,
+            path=path,
+        )
 
 
-def write_file(module, path, data, mode):
-    """Atomically replace ``path`` with ``data``; a new file gets ``mode`` before it has content."""
-    folder = os.path.dirname(path) or "."
-    _makedirs(folder)
-    if mode is not None and not os.path.lexists(path):
-        # Create the (empty) destination with its final mode first: atomic_move then copies
-        # that mode onto the new content, so the content is never readable with a wider mode.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # created meanwhile (another host sharing this file system)
-            pass
-        else:
-            os.close(fd)
-            os.chmod(path, mode)
+def file_args(module, path):
+    """The owner/group/mode/SELinux options for ``path``, which stays unexpanded (Ansible's
+    load_file_common_arguments would expand $VAR and ~ in it from the runner's environment)."""
+    args = module.load_file_common_arguments(module.params, path=path)
+    args["path"] = path
+    return args
+
+
+def write_file(module, path, data, attrs):
+    """Replace ``path`` with ``data``: a temporary file created exclusively (random name, 0600)
+    in the same folder, flushed to disk, given the old file's owner and mode or ``attrs``, then
+    renamed over ``path`` (a rename replaces a link planted meanwhile; it never follows one)."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
+            try:
+                old = os.lstat(path)
+            except FileNotFoundError:
+                old = None
+            if old is not None and stat.S_ISREG(old.st_mode):
+                try:
+                    os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+                except PermissionError:  # not root: the file becomes ours, as any rewrite would
+                    pass
+                os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode))
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        module.atomic_move(tmp, path)
+        module.set_fs_attributes_if_different(dict(attrs, path=tmp), False, expand=False)
+        os.rename(tmp, path)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
-    if mode is not None and stat.S_IMODE(os.stat(path).st_mode) != mode:
-        os.chmod(path, mode)
+    dirfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
 
 
 # ---------------------------------------------------------------- operations
 
 
-def op_write(module, path, fmt, values, mode):
+def op_write(module, path, fmt, values):
     try:
         content = render(values, fmt)
-        mode = parse_mode(mode)
     except KVError as exc:
-        module.fail_json(msg=str(exc), path=path)
+        module.fail_json(msg="%s: %s" % (path, exc), path=path)
     data = content.encode("utf-8")
     desired = flatten(normalize(values))
+    refuse_link(module, path)
     if os.path.isdir(path):
         module.fail_json(msg="%s is a folder" % path, path=path)
     old = read_bytes(path)
@@ -610,17 +724,18 @@ def op_write(module, path, fmt, values, mode):
             if module.check_mode:
                 module.warn("%s cannot be read as %s (%s): every key counts as added"
                             % (path, fmt, exc))
-    old_mode = stat.S_IMODE(os.stat(path).st_mode) if old is not None else None
+    attrs = file_args(module, path)
     content_changed = old != data
-    mode_changed = mode is not None and old_mode != mode
-    changed = content_changed or mode_changed
-    if changed and not module.check_mode:
-        try:
-            write_file(module, path, data, mode)
-        except OSError as exc:  # said as "PATH: reason", as every refused operation
-            module.fail_json(msg="%s: %s" % (path, exc.strerror or exc), path=path)
-        except Exception as exc:  # atomic_move raises plain Exception
-            module.fail_json(msg="cannot write %s: %s" % (path, exc), path=path)
+    attr_diff = {"before": {}, "after": {}}
+    if content_changed:
+        if not module.check_mode:
+            try:
+                write_file(module, path, data, attrs)
+            except OSError as exc:  # said as "PATH: reason", never with the temporary name
+                module.fail_json(msg="%s: %s" % (path, exc.strerror or exc), path=path)
+        changed = True
+    else:
+        changed = module.set_fs_attributes_if_different(attrs, False, attr_diff, expand=False)
     result = dict(
         changed=changed,
         path=path,
@@ -636,16 +751,14 @@ def op_write(module, path, fmt, values, mode):
             before=old.decode("utf-8", "replace") if old is not None else "",
             after=content,
         )]
-        if mode_changed:
-            diff.append(dict(
-                before={"mode": "%04o" % old_mode if old_mode is not None else None},
-                after={"mode": "%04o" % mode},
-            ))
+        if attr_diff["before"] or attr_diff["after"]:
+            diff.append(attr_diff)
         result["diff"] = diff
     return result
 
 
 def op_remove(module, path):
+    refuse_link(module, path)
     if os.path.isdir(path):
         module.fail_json(msg="%s is a folder" % path, path=path)
     exists = os.path.lexists(path)
@@ -661,34 +774,59 @@ def op_remove(module, path):
 
 
 def op_backup(module, path, backup_dir):
+    refuse_link(module, path)
     if not os.path.isfile(path):
         module.warn("%s does not exist: nothing to back up" % path)
         return dict(changed=False, path=path, backup_path="")
     target = backup_name(path, backup_dir)
     if not module.check_mode:
-        _makedirs(os.path.dirname(target))
-        shutil.copy2(path, target)
+        folder = os.path.dirname(target)
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        # the copy is created exclusively and keeps the file's mode: never through a link
+        with open(path, "rb") as source:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as copy:
+                shutil.copyfileobj(source, copy)
+                os.fchmod(copy.fileno(), stat.S_IMODE(os.fstat(source.fileno()).st_mode))
+                copy.flush()
+                os.fsync(copy.fileno())
     return dict(changed=True, path=path, backup_path=target)
 
 
+class KVFileModule(AnsibleModule):
+    """AnsibleModule without the file details added to a result holding ``path``: Ansible's
+    add_path_info looks the path up with $VAR and ~ expanded, which kv_file never does."""
+
+    def add_path_info(self, kwargs):
+        return kwargs
+
+
 def main():
-    module = AnsibleModule(
+    module = KVFileModule(
         argument_spec=dict(
-            path=dict(type="path", required=True),
+            path=dict(type="str", required=True),
             format=dict(type="str", default="json", choices=list(FORMATS)),
             values=dict(type="dict"),
-            mode=dict(type="raw"),
             operation=dict(type="str", default="write", choices=["write", "remove", "backup"]),
-            backup_dir=dict(type="path"),
+            backup_dir=dict(type="str"),
         ),
         required_if=[("operation", "write", ["values"])],
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     p = module.params
-    path = os.path.abspath(p["path"])
+    path = p["path"]
+    if not os.path.isabs(path):
+        module.fail_json(msg="path must be absolute, got %r (it is never expanded: no $VAR, "
+                             "no ~)" % path, path=path)
+    path = os.path.normpath(path)
+    if p["backup_dir"] is not None and not os.path.isabs(p["backup_dir"]):
+        module.fail_json(msg="backup_dir must be absolute, got %r (it is never expanded)"
+                             % p["backup_dir"], path=path)
     try:
         if p["operation"] == "write":
-            result = op_write(module, path, p["format"], p["values"], p["mode"])
+            result = op_write(module, path, p["format"], p["values"])
         elif p["operation"] == "remove":
             result = op_remove(module, path)
         else:

@@ -12,50 +12,170 @@ range_end, ...) hold the logic and are unit-tested by importing this file. Stand
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: kv_etcd
 short_description: Write, remove or read the keys under a prefix of etcd v3
 description:
   - Reads the prefix in one range request, then writes only the keys that differ (and deletes
-    the ones not in C(values) when C(prune)), in transactions of at most 128 operations.
-  - In check mode nothing is written; C(drift) lists the keys that differ, never their values.
+    the ones not in O(values) when O(prune)), in transactions of at most 128 operations.
+  - Talks to etcd's v3 JSON gateway (C(/v3/kv/range), C(/v3/kv/txn), C(/v3/kv/deleterange)),
+    over TLS when the endpoint is C(https://), with the server's certificate and name checked
+    unless O(validate_certs=false), and a client certificate when etcd asks for one.
+  - With O(user), authenticates at C(/v3/auth/authenticate) and sends the token with every
+    request; a token etcd reports expired or invalid is renewed once, then the request retried.
+  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values.
+version_added: "1.0.0"
+author:
+  - runner_agent authors (@runner-agent)
 options:
   endpoint:
     type: str
     required: true
-    description: "etcd client URL (http://127.0.0.1:2379); several, comma-separated, are tried
-      in order when one cannot be reached."
-  prefix: {type: str, required: true, description: "Key prefix; a trailing / is added if missing."}
-  values: {type: dict, description: "Nested values flatten to prefix + a/b; non-strings JSON."}
-  prune: {type: bool, default: true, description: Delete keys under the prefix not in values.}
-  request_timeout: {type: int, default: 10, description: Seconds per HTTP request.}
+    description:
+      - etcd client URL (V(http://127.0.0.1:2379), V(https://etcd.internal:2379)).
+      - Several, comma-separated, are tried in order when one cannot be reached.
+  prefix:
+    type: str
+    required: true
+    description: Key prefix; a trailing V(/) is added if missing. Empty is refused.
+  values:
+    type: dict
+    description: Nested values flatten to prefix + V(a/b); strings stored as they are, others as JSON.
+  prune:
+    type: bool
+    default: true
+    description: Delete keys under the prefix that are not in O(values).
+  request_timeout:
+    type: int
+    default: 10
+    description: Seconds per HTTP request.
   operation:
     type: str
     default: write
     choices: [write, remove, read]
-    description: write the values, remove the whole prefix, or read what is stored.
+    description: Write the values, remove the whole prefix, or read what is stored.
+  ca_cert:
+    type: path
+    description: PEM file of the CA that signed etcd's server certificate (default the system's).
+  client_cert:
+    type: path
+    description: PEM file of the client certificate, for etcd started with C(--client-cert-auth).
+  client_key:
+    type: path
+    description: PEM file of the client certificate's private key.
+  validate_certs:
+    type: bool
+    default: true
+    description: Check the server's certificate and that its name matches the endpoint's host.
+  user:
+    type: str
+    description: etcd user, for etcd with authentication enabled (C(etcdctl auth enable)).
+  password:
+    type: str
+    description: The user's password. Never logged.
+attributes:
+  check_mode:
+    support: full
+    description: Reads and compares; writes nothing.
+  diff_mode:
+    support: full
+    description: The keys before and after, one C(key = value) per line.
+  platform:
+    platforms: posix
+    description: Runs where the play runs it (usually V(localhost)) and talks HTTP to etcd.
+notes:
+  - The JSON gateway is described in etcd's Documentation/dev-guide/api_grpc_gateway.md; the
+    error texts come from its api/v3rpc/rpctypes/error.go.
+"""
+
+EXAMPLES = r"""
+- name: Push the web service's settings under /acme/web/ over TLS, as user web
+  runner_agent.agents.kv_etcd:
+    endpoint: https://etcd-1.internal:2379,https://etcd-2.internal:2379
+    prefix: /acme/web/
+    values:
+      port: 8080
+      db: {host: db.internal, pool: 10}
+    ca_cert: /etc/acme/etcd-ca.pem
+    user: web
+    password: "{{ lookup('ansible.builtin.env', 'ETCD_PASSWORD') }}"
+
+- name: Report the keys that differ, writing nothing
+  runner_agent.agents.kv_etcd:
+    endpoint: http://127.0.0.1:2379
+    prefix: /acme/web/
+    values: {port: 8080}
+  check_mode: true
+
+- name: Read what is stored under the prefix
+  runner_agent.agents.kv_etcd:
+    endpoint: http://127.0.0.1:2379
+    prefix: /acme/web/
+    operation: read
+  register: stored
 """
 
 RETURN = r"""
-endpoint: {type: str, description: The endpoint that answered.}
-prefix: {type: str, description: The normalised prefix.}
-keys: {type: int, description: Keys in values (write) or stored (read).}
-revision: {type: int, description: etcd header revision after the operation.}
-drift: {type: list, description: "[{key, change: added|changed|removed}] relative to the prefix."}
-transactions: {type: int, description: Transactions sent.}
-deleted: {type: int, description: Keys deleted.}
-values: {type: dict, description: "operation=read: the stored values, relative key -> string."}
+endpoint:
+  description: The endpoint that answered.
+  returned: always
+  type: str
+  sample: https://etcd-1.internal:2379
+prefix:
+  description: The normalised prefix.
+  returned: always
+  type: str
+  sample: /acme/web/
+keys:
+  description: Keys in O(values) (write) or stored (read); 0 for remove.
+  returned: success
+  type: int
+  sample: 3
+revision:
+  description: etcd's header revision after the operation.
+  returned: success
+  type: int
+  sample: 42
+drift:
+  description: The keys that differ from what is stored, relative to the prefix; never values.
+  returned: O(operation=write)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed"}]
+transactions:
+  description: Transactions sent.
+  returned: O(operation=write)
+  type: int
+  sample: 1
+deleted:
+  description: Keys deleted.
+  returned: O(operation=write) or O(operation=remove)
+  type: int
+  sample: 0
+values:
+  description: The stored values, relative key to string.
+  returned: O(operation=read)
+  type: dict
+  sample: {"port": "8080", "db/host": "db.internal"}
+requests:
+  description: HTTP requests sent, authentication included.
+  returned: success
+  type: int
+  sample: 2
 """
 
 import base64
 import json
 import socket
+import ssl
 
 from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
 
-SEP = "/"
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 MAX_TXN_BYTES = 1024 * 1024  # JSON body size; etcd's default --max-request-bytes is 1.5 MiB
 
@@ -102,18 +222,6 @@ def range_end(prefix):
     return b"\0"
 
 
-def flatten(data, sep=SEP, _prefix=""):
-    """{a: {b: 1}} -> {"a/b": 1}. Lists and empty mappings are leaves."""
-    out = {}
-    for key, value in data.items():
-        name = _prefix + str(key)
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, sep, name + sep))
-        else:
-            out[name] = value
-    return out
-
-
 def encode_value(value):
     """What etcd stores for a leaf: a string as it is, anything else as compact JSON."""
     if isinstance(value, str):
@@ -132,19 +240,10 @@ def plan(desired, actual, prune=True):
     puts: [(key, value)] for added or changed keys; deletes: [key] stored but not desired
     (only when pruning); drift: [{key, change}] sorted by key, keys only.
     """
-    puts, deletes, drift = [], [], []
-    for key in sorted(set(desired) | set(actual)):
-        if key not in actual:
-            puts.append((key, desired[key]))
-            drift.append({"key": key, "change": "added"})
-        elif key not in desired:
-            if prune:
-                deletes.append(key)
-                drift.append({"key": key, "change": "removed"})
-        elif desired[key] != actual[key]:
-            puts.append((key, desired[key]))
-            drift.append({"key": key, "change": "changed"})
-    return puts, deletes, drift
+    changes = drift(desired, actual, removed=prune)
+    puts = [(d["key"], desired[d["key"]]) for d in changes if d["change"] != "removed"]
+    deletes = [d["key"] for d in changes if d["change"] == "removed"]
+    return puts, deletes, changes
 
 
 def make_ops(prefix, puts, deletes):
@@ -187,54 +286,104 @@ def render_state(state):
 # ---------------------------------------------------------------- HTTP
 
 
-class Client(object):
-    """Minimal etcd v3 JSON gateway client (urllib)."""
+# etcd's answers when a token is missing, expired or invalid (api/v3rpc/rpctypes/error.go)
+TOKEN_ERRORS = ("invalid auth token", "user name is empty")
+UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError)
 
-    def __init__(self, endpoints, timeout=10):
+
+class Client(object):
+    """Minimal etcd v3 JSON gateway client over Ansible's open_url (TLS, client certificates),
+    with etcd's token authentication."""
+
+    def __init__(self, endpoints, timeout=10, tls=None, user=None, password=None):
         if isinstance(endpoints, str):
             endpoints = [e.strip() for e in endpoints.split(",") if e.strip()]
         if not endpoints:
             raise ValueError("endpoint must not be empty")
+        for endpoint in endpoints:
+            if not endpoint.startswith(("http://", "https://")):
+                raise ValueError("endpoint %r must start with http:// or https://" % endpoint)
+        if user and password is None:
+            raise ValueError("user needs a password")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout = timeout
+        self.tls = dict(tls or {})
+        self.user = user
+        self.password = password
+        self.token = None
         self.used = self.endpoints[0]
         self.requests = 0
+        self.authentications = 0
+
+    def _post(self, endpoint, path, body, token):
+        """One POST; the decoded answer. Raises HTTPError, or one of UNREACHABLE."""
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = token  # etcd's gateway takes the bare token
+        self.requests += 1
+        response = open_url(
+            endpoint + path,
+            data=json.dumps(body).encode("utf-8"),
+            headers=headers,
+            method="POST",
+            timeout=self.timeout,
+            validate_certs=self.tls.get("validate_certs", True),
+            ca_path=self.tls.get("ca_cert"),
+            client_cert=self.tls.get("client_cert"),
+            client_key=self.tls.get("client_key"),
+            follow_redirects="none",
+            use_netrc=False,
+        )
+        try:
+            return json.loads(response.read().decode("utf-8") or "{}")
+        finally:
+            response.close()
+
+    def _authenticate(self, endpoint):
+        self.authentications += 1
+        try:
+            answer = self._post(endpoint, "/v3/auth/authenticate",
+                                {"name": self.user, "password": self.password}, None)
+        except HTTPError as exc:
+            raise EtcdError("etcd %s refused user %r: %s"
+                            % (endpoint, self.user, _detail(exc))) from None
+        token = answer.get("token") if isinstance(answer, dict) else None
+        if not token:
+            raise EtcdError("etcd %s gave no token for user %r (is authentication enabled?)"
+                            % (endpoint, self.user))
+        self.token = token
 
     def call(self, path, body):
         """POST body (JSON) to the first endpoint that answers; the decoded JSON answer."""
-        data = json.dumps(body).encode("utf-8")
         errors = []
         for endpoint in [self.used] + [e for e in self.endpoints if e != self.used]:
-            request = Request(endpoint + path, data=data,
-                              headers={"Content-Type": "application/json"})
-            self.requests += 1
             try:
-                response = urlopen(request, timeout=self.timeout)
-                try:
-                    answer = json.loads(response.read().decode("utf-8") or "{}")
-                finally:
-                    response.close()
+                return self._call_one(endpoint, path, body)
+            except UNREACHABLE as exc:  # HTTP answers became EtcdError in _call_one
+                reason = getattr(exc, "reason", None) or exc
+                errors.append("%s: %s" % (endpoint, reason))
+        raise EtcdError("cannot reach etcd (%s)" % "; ".join(errors))
+
+    def _call_one(self, endpoint, path, body):
+        if self.user and (self.token is None or endpoint != self.used):
+            self._authenticate(endpoint)
+        renewed = False
+        while True:
+            try:
+                answer = self._post(endpoint, path, body, self.token)
             except HTTPError as exc:
-                try:
-                    detail = exc.read().decode("utf-8", "replace")
-                finally:
-                    exc.close()
-                try:
-                    detail = json.loads(detail).get("message") or detail
-                except ValueError:
-                    pass
+                detail = _detail(exc)
+                if self.user and not renewed and any(t in detail for t in TOKEN_ERRORS):
+                    self._authenticate(endpoint)  # expired (--auth-token-ttl) or revoked
+                    renewed = True
+                    continue
                 raise EtcdError(
                     "etcd %s %s answered %s: %s" % (endpoint, path, exc.code, detail)
                 ) from None
-            except (URLError, socket.timeout, OSError) as exc:
-                reason = getattr(exc, "reason", exc)
-                errors.append("%s: %s" % (endpoint, reason))
-                continue
             self.used = endpoint
             if isinstance(answer, dict) and answer.get("error"):
                 raise EtcdError("etcd %s %s: %s" % (endpoint, path, answer.get("error")))
             return answer
-        raise EtcdError("cannot reach etcd (%s)" % "; ".join(errors))
 
     def read_prefix(self, prefix):
         """(relative key -> value, header revision) of every key under prefix."""
@@ -257,6 +406,23 @@ class Client(object):
         if answer.get("succeeded") is False:  # cannot happen without compares; be safe
             raise EtcdError("etcd transaction did not succeed")
         return revision_of(answer)
+
+
+def _detail(exc):
+    """The message of an HTTP error answer: etcd's JSON "message" (or "error"), else the body."""
+    try:
+        body = exc.read().decode("utf-8", "replace")
+    except Exception:  # a closed or broken body: the status line says enough
+        body = ""
+    finally:
+        exc.close()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip() or str(exc.reason)
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("error") or body)
+    return body
 
 
 def revision_of(answer):
@@ -314,14 +480,22 @@ def main():
             prune=dict(type="bool", default=True),
             request_timeout=dict(type="int", default=10),
             operation=dict(type="str", default="write", choices=["write", "remove", "read"]),
+            ca_cert=dict(type="path"),
+            client_cert=dict(type="path"),
+            client_key=dict(type="path", no_log=False),
+            validate_certs=dict(type="bool", default=True),
+            user=dict(type="str"),
+            password=dict(type="str", no_log=True),
         ),
         required_if=[("operation", "write", ["values"])],
+        required_together=[("user", "password"), ("client_cert", "client_key")],
         supports_check_mode=True,
     )
     p = module.params
+    tls = dict((k, p[k]) for k in ("ca_cert", "client_cert", "client_key", "validate_certs"))
     try:
         prefix = normalize_prefix(p["prefix"])
-        client = Client(p["endpoint"], p["request_timeout"])
+        client = Client(p["endpoint"], p["request_timeout"], tls, p["user"], p["password"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     try:

@@ -1,0 +1,174 @@
+"""kv_file where an attacker or an unlucky operator would push: paths with $VAR or ~, symbolic
+links planted at the path, file modes and ownership, values a format cannot hold."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from agents.ansible_run import load_library, run_module
+
+kv = load_library("kv_file", "kv_file")
+
+
+def _write(tmp_path: Path, **args: Any) -> dict[str, Any]:
+    return run_module("kv_file", "kv_file", args, tmp_path / "work")
+
+
+def test_path_is_not_expanded_from_the_runners_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RA_SECRET_TOKEN", "s3cr3t-value")
+    target = f"{tmp_path}/$RA_SECRET_TOKEN/app.json"
+    result = _write(tmp_path, path=target, values={"k": 1})
+    assert result["changed"] is True and result["path"] == target
+    assert Path(target).is_file() and not (tmp_path / "s3cr3t-value").exists()
+    assert "s3cr3t-value" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("path", ["~/app.json", "$HOME/app.json", "relative/app.json"])
+def test_path_must_be_absolute(tmp_path: Path, path: str) -> None:
+    result = _write(tmp_path, path=path, values={"k": 1})
+    assert result["failed"] is True and "path must be absolute" in result["msg"]
+    assert list((tmp_path / "work").iterdir()) == [tmp_path / "work" / "kv_file-args.json"]
+
+
+def test_backup_dir_is_not_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RA_SECRET_TOKEN", "s3cr3t-value")
+    target = tmp_path / "app.json"
+    target.write_text("{}\n")
+    folder = f"{tmp_path}/$RA_SECRET_TOKEN"
+    result = _write(tmp_path, path=str(target), operation="backup", backup_dir=folder)
+    assert result["backup_path"].startswith(folder + "/app.json.")
+    assert "s3cr3t-value" not in json.dumps(result)
+
+
+@pytest.mark.parametrize("operation", ["write", "remove", "backup"])
+def test_a_symbolic_link_at_the_path_is_refused_and_its_target_untouched(
+    tmp_path: Path, operation: str
+) -> None:
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    link = tmp_path / "app.json"
+    link.symlink_to(victim)
+    result = _write(tmp_path, path=str(link), values={"k": 1}, operation=operation)
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"{link} is a symbolic link")
+    assert link.is_symlink() and victim.read_text() == "precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.json", "victim.conf", "work"]
+
+
+def test_a_dangling_symbolic_link_at_the_path_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "app.json"
+    link.symlink_to(tmp_path / "planted-elsewhere")
+    result = _write(tmp_path, path=str(link), values={"k": 1})
+    assert result["failed"] is True and "is a symbolic link" in result["msg"]
+    assert not (tmp_path / "planted-elsewhere").exists()
+
+
+def test_a_new_file_without_mode_is_private(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    assert _write(tmp_path, path=str(target), values={"token": "x"})["changed"] is True
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_a_rewrite_leaves_no_temporary_file_behind(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    _write(tmp_path, path=str(target), values={"k": 1})
+    _write(tmp_path, path=str(target), values={"k": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.json", "work"]
+
+
+def test_symbolic_mode_is_taken_as_ansibles_file_modules_take_it(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1}, mode="u=rw,g=r,o=")
+    assert result["changed"] is True
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_a_mode_only_change_is_reported_with_its_diff(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    _write(tmp_path, path=str(target), values={"k": 1}, mode="0600")
+    again = _write(tmp_path, path=str(target), values={"k": 1}, mode="0644")
+    assert again["changed"] is True and again["drift"] == []
+    assert {"before": {"mode": "0600"}, "after": {"mode": "0644"}} in again["diff"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_an_invalid_mode_fails_and_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1}, mode="rwx-bogus")
+    assert result["failed"] is True and "mode" in result["msg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_owner_and_group_are_set(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    # root (the test machines and CI) gives the file away; anyone else keeps their own ids
+    uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    result = _write(tmp_path, path=str(target), values={"k": 1}, owner=str(uid), group=str(gid))
+    assert result["changed"] is True
+    assert (target.stat().st_uid, target.stat().st_gid) == (uid, gid)
+
+
+def test_a_rewrite_keeps_the_files_mode_and_owner(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    _write(tmp_path, path=str(target), values={"k": 1}, mode="0640")
+    before = target.stat()
+    _write(tmp_path, path=str(target), values={"k": 2})
+    after = target.stat()
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert after.st_ino != before.st_ino  # replaced by a rename, not rewritten in place
+
+
+def test_yaml_escapes_del_and_what_yaml_readers_refuse(tmp_path: Path) -> None:
+    values = {"k\x7f": "a\x7fb\x85c\u2028d\ufeffe\x00f\x9f"}
+    text = kv.render(values, "yaml")
+    assert "\x7f" not in text and "\x85" not in text and "\u2028" not in text
+    assert yaml.safe_load(text) == values and kv.parse_yaml_subset(text) == values
+
+
+def test_a_yaml_file_with_del_shows_no_drift_after_its_write(tmp_path: Path) -> None:
+    target = tmp_path / "app.yaml"
+    args: dict[str, Any] = {"path": str(target), "format": "yaml", "values": {"k": "a\x7fb"}}
+    assert _write(tmp_path, **args)["changed"] is True
+    cycle = run_module("kv_file", "kv_file", args, tmp_path / "work", check=True)
+    assert cycle["changed"] is False and cycle["drift"] == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "values", "message"),
+    [
+        ("json", {"k": float("nan")}, "json: NaN and infinity cannot be written"),
+        ("json", {"k": [float("inf")]}, "json: NaN and infinity cannot be written"),
+        ("yaml", {"k": "\ud800"}, "yaml: the value of 'k' is not valid Unicode"),
+        ("json", {"\udfff": 1}, "json: key '\\udfff' is not valid Unicode"),
+        ("ini", {"k": " padded"}, "has surrounding spaces"),
+        ("ini", {"k": "a\x0cb"}, "a line break or a control character"),
+        ("ini", {"s": {"k\x1c": 1}}, "a line break or a control character"),
+        ("ini", {" s": {"k": 1}}, "section name ' s'"),
+        ("env", {"K": "a\x0bb"}, "env: the value of 'K' holds a control character"),
+        ("env", {"K": "a\u2028b"}, "env: the value of 'K' holds a control character"),
+    ],
+)
+def test_values_a_format_cannot_hold_are_refused(
+    fmt: str, values: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(kv.KVError) as refused:
+        kv.render(values, fmt)
+    assert message in str(refused.value)
+
+
+def test_a_refused_value_writes_nothing_and_names_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "app.ini"
+    result = _write(tmp_path, path=str(target), format="ini", values={"k": " padded"})
+    assert result["failed"] is True and result["msg"].startswith(f"{target}: ini: ")
+    assert not target.exists()
