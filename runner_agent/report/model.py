@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
+
+from runner_agent.core import fs
+from runner_agent.core.redact import Redactor
 
 __all__ = [
     "CommandResult",
@@ -23,10 +26,10 @@ __all__ = [
     "Status",
     "TaskResult",
     "account_for",
-    "atomic_write",
     "dotenv",
     "load_report",
     "load_reports",
+    "masked",
     "merge_reports",
     "table",
 ]
@@ -140,20 +143,41 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
 
     def write(self, path: Path) -> tuple[Path, Path]:
-        """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths.
+        Raises UnsafePath (see runner_agent.core.fs)."""
         junit_path = path.with_name(path.name.removesuffix(".json") + ".junit.xml")
-        atomic_write(path, self.to_json())
-        atomic_write(junit_path, junit([self]))
+        fs.write_text(path, self.to_json())
+        fs.write_text(junit_path, junit([self]))
         return path, junit_path
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it, so a reader sees
-    the old file or the new one, never half of one. Raises OSError."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def masked(report: Report, redactor: Redactor) -> Report:
+    """A copy of ``report`` with ``redactor``'s secrets masked in its free text: errors,
+    messages, Ansible task names, and the values of outputs and drift. Names and words the
+    report is made of (identity, agent, command, status, host, keys) are left as they are,
+    so masking never changes a report's shape, whatever the secret."""
+    if not redactor:
+        return report
+    text = redactor.text
+
+    def command(c: CommandResult) -> CommandResult:
+        return replace(
+            c,
+            failed_tasks=[
+                replace(f, task=text(f.task), message=text(f.message)) for f in c.failed_tasks
+            ],
+            results=[replace(r, task=text(r.task), message=text(r.message)) for r in c.results],
+            outputs=redactor.values(c.outputs),
+            drift=redactor.values(c.drift),
+            error=text(c.error),
+        )
+
+    return replace(
+        report,
+        commands=[command(c) for c in report.commands],
+        outputs=redactor.values(report.outputs),
+        error=text(report.error),
+    )
 
 
 def load_reports(items: Iterable[Any]) -> list[Report]:
