@@ -293,7 +293,11 @@ def dotenv_cmd(report: Path, file: Path) -> int:
         raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
     if not isinstance(data, dict) or "identity" not in data:
         raise InvalidInput(Problem(str(report), "not the report of one task"))
-    fs.write_text(file, dotenv(data))
+    try:
+        text = dotenv(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
+    fs.write_text(file, text)
     return 0
 
 
