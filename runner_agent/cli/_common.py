@@ -10,20 +10,18 @@ from typing import Any, TypeVar
 import click
 
 from runner_agent.core.errors import InvalidInput
+from runner_agent.core.redact import process as process_redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_SECRETS: list[str] = []  # values the process must never print, filled by the runtime
-
 
 def remember_secrets(values: list[str]) -> None:
-    _SECRETS.extend(v for v in values if v)
+    """Values the process must never print (the one masker: runner_agent.core.redact)."""
+    process_redactor().add(values)
 
 
 def redact(text: str) -> str:
-    for secret in sorted(set(_SECRETS), key=len, reverse=True):
-        text = text.replace(secret, "********")
-    return text
+    return process_redactor().text(text)
 
 
 def output_option(func: F) -> F:
@@ -67,4 +65,4 @@ def print_json(data: Any) -> None:
 
 def print_problems(exc: InvalidInput) -> None:
     for problem in exc.problems:
-        click.echo(f"invalid: {problem}", err=True)
+        click.echo(f"invalid: {redact(str(problem))}", err=True)

@@ -20,6 +20,7 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
 )
+from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.gitlab.bundle import job_context, load_parts, summarize
 from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
@@ -339,8 +340,7 @@ def summarize_cmd(file: Path, parts_path: Path, html_path: Path | None, output: 
     if ctx is None:
         raise InvalidInput(Problem("summarize", "runs inside a GitLab job (CI_JOB_TOKEN)"))
     merged = summarize(ctx, load_parts(parts_path))
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fs.write_text(file, json.dumps(merged, indent=2, sort_keys=True) + "\n")
     found = [load_report(r) for r in merged["reports"]]
     if html_path:
         title = f"runner-agent dispatch {ctx.dispatch_id}"

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from runner_agent.cli._common import agents_path_option, output_option, print_json
+from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import load_tasks
@@ -169,11 +170,7 @@ def _graph(pipelines: list[Any], tasks: list[Any], target: str) -> None:
         return
     path = Path(target)
     text = (mermaid_markdown if path.suffix == ".md" else mermaid)(pipelines, tasks)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(Problem("--graph", f"cannot write {path}: {exc.strerror}")) from exc
+    fs.write_text(path, text, mode=fs.PUBLIC)
 
 
 @click.command(name="plan")
@@ -300,6 +297,9 @@ def dotenv_cmd(report: Path, file: Path) -> int:
         raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
     if not isinstance(data, dict) or "identity" not in data:
         raise InvalidInput(Problem(str(report), "not the report of one task"))
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(dotenv(data), encoding="utf-8")
+    try:
+        text = dotenv(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
+    fs.write_text(file, text)
     return 0

@@ -17,7 +17,9 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
 )
+from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core.redact import process as process_redactor
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
@@ -64,9 +66,8 @@ def _write_reports(path: Path, reports: list[Report]) -> None:
     if len(reports) == 1:
         reports[0].write(path)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merge_reports(reports), indent=2, sort_keys=True) + "\n")
-    path.with_name(path.name.removesuffix(".json") + ".junit.xml").write_text(junit(reports))
+    fs.write_text(path, json.dumps(merge_reports(reports), indent=2, sort_keys=True) + "\n")
+    fs.write_text(path.with_name(path.name.removesuffix(".json") + ".junit.xml"), junit(reports))
 
 
 def _blocked_by(after: Sequence[Path]) -> str:
@@ -92,8 +93,7 @@ def _deliver(
     if report_path:
         _write_reports(report_path, reports)
     if dotenv_path:
-        dotenv_path.parent.mkdir(parents=True, exist_ok=True)
-        dotenv_path.write_text(dotenv(reports[0].to_dict()), encoding="utf-8")
+        fs.write_text(dotenv_path, dotenv(reports[0].to_dict()))
     if html_path:
         from runner_agent.report.html import write_html
 
@@ -210,6 +210,7 @@ def run(
         store=store,
         on_output=(lambda line: click.echo(line, err=True)) if stream else None,
         log_sections=stream and _in_gitlab_job(),
+        redactor=process_redactor(),
     )
     blocked = _blocked_by(after)
     if blocked:
@@ -292,8 +293,7 @@ def collect(
     reports = _read_reports(paths)
     summary = merge_reports(reports, expected=expect)
     if summary_path:
-        summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        fs.write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
         job = _job() if _in_gitlab_job() else None
         if job is not None:
             from runner_agent.gitlab.bundle import publish_summary

@@ -23,8 +23,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -32,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from runner_agent.core import fs
 from runner_agent.core.errors import GitLabError, LockedError
 from runner_agent.gitlab.api import AmbiguousRequest, ApiError, GitLabAPI, NotFound
 from runner_agent.gitlab.bundle import Bundle, dump
@@ -168,8 +167,7 @@ class FileLedger:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(self.path.with_suffix(".lock"), "a+", encoding="utf-8") as guard:
+        with fs.lock_file(self.path.with_suffix(".lock")) as guard:
             fcntl.flock(guard, fcntl.LOCK_EX)
             try:
                 entries = self._read()
@@ -188,15 +186,7 @@ class FileLedger:
         return data if isinstance(data, dict) else {}
 
     def _write(self, entries: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".inflight.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entries, fh, sort_keys=True)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        fs.write_text(self.path, json.dumps(entries, sort_keys=True))
 
 
 def ledger_entries(raw: dict[str, Any], gitlab_url: str, now: float) -> list[Entry]:

@@ -16,7 +16,7 @@ import json
 
 from runner_agent.core.errors import GitLabError
 from runner_agent.gitlab.api import GitLabAPI, NotFound
-from runner_agent.model.state import State, StateStore
+from runner_agent.model.state import State, StateStore, parse_state
 
 __all__ = ["STATE_FILE", "STATE_PACKAGE", "GitLabStateStore", "state_version"]
 
@@ -41,19 +41,16 @@ class GitLabStateStore(StateStore):
         self.api = api
 
     def read(self, identity: str) -> State | None:
-        """The identity's latest state, or None. Raises GitLabError when GitLab cannot answer or
-        the stored document is not a state document."""
+        """The identity's latest state, or None. Raises GitLabError when GitLab cannot answer,
+        UnreadableState when the stored document is not the identity's state document (the
+        same check as a local one: model/schemas/state.schema.json)."""
+        version = state_version(identity)
         try:
-            data = self.api.get_package_file(STATE_PACKAGE, state_version(identity), STATE_FILE)
+            data = self.api.get_package_file(STATE_PACKAGE, version, STATE_FILE)
         except NotFound:
             return None
-        try:
-            document = json.loads(data)
-        except ValueError as exc:
-            raise GitLabError(f"state of {identity!r} in the package registry is not JSON") from exc
-        if not isinstance(document, dict) or document.get("identity") != identity:
-            raise GitLabError(f"state of {identity!r} in the package registry is not its state")
-        return State.from_dict(document)
+        where = f"package registry {STATE_PACKAGE}/{version}/{STATE_FILE}"
+        return parse_state(data, identity, where)
 
     def write(self, state: State) -> None:
         """Store a new state document. Raises GitLabError when the upload fails after retries."""

@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
-import tempfile
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner_agent.core.errors import InvalidInput, LockedError, Problem
+import jsonschema
 
-__all__ = ["HISTORY_MAX", "LocalStateStore", "State", "StateStore", "default_state_dir"]
+from runner_agent.core import fs
+from runner_agent.core.errors import InvalidInput, LockedError, Problem
+from runner_agent.core.resources import schema_path
+
+__all__ = [
+    "HISTORY_MAX",
+    "LocalStateStore",
+    "State",
+    "StateStore",
+    "UnreadableState",
+    "default_state_dir",
+    "parse_state",
+    "valid_identity",
+]
 
 HISTORY_MAX = 20
 SCHEMA = 1
@@ -48,6 +62,51 @@ class State:
 
     def record(self, entry: dict[str, Any]) -> None:
         self.history = [*self.history, entry][-HISTORY_MAX:]
+
+
+class UnreadableState(InvalidInput):
+    """A state document that is not one, or not the asked identity's: the run stops before
+    anything runs (exit 2). ``where`` is its file, or its place in the package registry."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(Problem(f"unreadable state document: {where}", reason))
+
+
+@functools.cache
+def _state_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_path("state").read_text(encoding="utf-8"))
+    task = json.loads(schema_path("task").read_text(encoding="utf-8"))
+    schema["$defs"]["identity"] = task["$defs"]["identity"]  # one identity rule: the task's
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+@functools.cache
+def _identity_rule() -> re.Pattern[str]:
+    task = json.loads(schema_path("task").read_text(encoding="utf-8"))
+    return re.compile(task["$defs"]["identity"]["pattern"])
+
+
+def valid_identity(identity: str) -> bool:
+    """Whether ``identity`` follows the task schema's identity rule (so it is a safe path)."""
+    return len(identity) <= 200 and _identity_rule().fullmatch(identity) is not None
+
+
+def parse_state(text: str | bytes, identity: str, where: str) -> State:
+    """The state document in ``text``, checked against model/schemas/state.schema.json and
+    holding ``identity`` itself. Raises UnreadableState naming ``where`` and the reason."""
+    try:
+        data: Any = json.loads(text)
+    except ValueError as exc:
+        raise UnreadableState(where, f"not JSON ({exc})") from exc
+    error = jsonschema.exceptions.best_match(_state_validator().iter_errors(data))
+    if error is not None:
+        field_ = ".".join(str(p) for p in error.absolute_path) or "the document"
+        message = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        raise UnreadableState(where, f"{field_}: {message}")
+    if data["identity"] != identity:
+        raise UnreadableState(where, f"it holds identity {data['identity']!r}, not {identity!r}")
+    return State.from_dict(data)
 
 
 class StateStore(ABC):
@@ -78,52 +137,42 @@ class LocalStateStore(StateStore):
         self.root = Path(root)
 
     def _path(self, identity: str, suffix: str) -> Path:
-        # identities are validated: lower-case segments, no "..", no leading "/"
+        # the identity rule (lower-case segments, no "..", no leading "/") keeps every
+        # document inside the folder; an identity that breaks it is never made a path
+        if not valid_identity(identity):
+            raise InvalidInput(Problem(str(self.root), f"{identity!r} is not a valid identity"))
         return self.root / f"{identity}{suffix}"
 
     def read(self, identity: str) -> State | None:
+        """The identity's state, or None. Raises UnreadableState (a link, not UTF-8, not a
+        state document, another identity's)."""
         path = self._path(identity, ".json")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(Problem(str(path), f"unreadable state document: {exc}")) from exc
-        return State.from_dict(data)
+            text = fs.read_text(path)
+        except fs.UnsafePath as exc:
+            raise UnreadableState(str(path), exc.reason) from exc
+        return None if text is None else parse_state(text, identity, str(path))
 
     def write(self, state: State) -> None:
+        """Replace the identity's document (0600, atomically). Raises UnsafePath."""
         path = self._path(state.identity, ".json")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state.to_dict(), fh, indent=2, sort_keys=True, default=str)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        fs.write_text(path, json.dumps(state.to_dict(), indent=2, sort_keys=True, default=str))
 
     @contextlib.contextmanager
     def lock(self, identity: str, command: str, wait: bool = False) -> Iterator[None]:
-        path = self._path(identity, ".lock")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(path, "a+", encoding="utf-8") as fh:
+        """Raises LockedError, or UnsafePath when the lock file is a link or cannot be made."""
+        with fs.lock_file(self._path(identity, ".lock")) as fd:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
-                fh.seek(0)
-                holder = fh.read().strip() or "another run"
+                holder = os.pread(fd, 400, 0).decode(errors="replace").strip() or "another run"
                 raise LockedError(
                     f"identity {identity!r} is locked by {holder}; refusing {command!r}"
                 ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{command} (pid {os.getpid()})")
-            fh.flush()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{command} (pid {os.getpid()})".encode(), 0)
             try:
                 yield
             finally:
-                fh.truncate(0)
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)

@@ -30,6 +30,7 @@ __all__ = [
     "Task",
     "agent_problems",
     "check_tasks",
+    "dotenv_prefix",
     "load_tasks",
     "parse_duration",
     "tasks_from_data",
@@ -436,6 +437,7 @@ def tasks_from_data(
     every problem."""
     batch = [items] if isinstance(items, Mapping) else list(items)
     tasks, problems = _validate_items(batch, source, registry)
+    problems.extend(check_tasks(tasks))
     if problems:
         raise InvalidInput(problems)
     return tasks
@@ -463,11 +465,31 @@ def _validate_items(
     return tasks, problems
 
 
+def dotenv_prefix(identity: str) -> str:
+    """The start of an identity's dotenv variables: ``RA_<IDENTITY>_``, upper-cased, every
+    character but letters, digits and ``_`` as ``_`` (``acme/web`` -> ``RA_ACME_WEB_``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"RA_{identity}_").upper()
+
+
 def check_tasks(tasks: Sequence[Task]) -> list[Problem]:
-    """Problems that only show across tasks: the same identity with two agents."""
+    """Problems that only show across tasks: the same identity with two agents; two
+    identities whose dotenv variables would have the same names (``acme/web``, ``acme-web``:
+    a job needing both would read whichever came last; see docs/decisions.md)."""
     problems = []
     agents: dict[str, Task] = {}
+    prefixes: dict[str, Task] = {}
     for task in tasks:
+        other = prefixes.setdefault(dotenv_prefix(task.identity), task)
+        if other.identity != task.identity:
+            problems.append(
+                Problem(
+                    task.source,
+                    f"identity {task.identity!r} and {other.identity!r} (in {other.where}) "
+                    f"have the same dotenv names {dotenv_prefix(task.identity)}*: rename one",
+                    task.document,
+                    "identity",
+                )
+            )
         first = agents.setdefault(task.identity, task)
         if first.agent != task.agent:
             problems.append(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.tasks import Task, load_tasks, tasks_from_data, with_command
 from runner_agent.pipeline.parts import PARTS_FILE, Part, Parts
@@ -91,11 +92,9 @@ def write_pipelines(
         )
     for name, data in out.items():
         path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, str):
-            path.write_text(data, encoding="utf-8")
-        else:
-            path.write_bytes(data)
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        # pipeline YAML is meant to be read (committed, included); task files keep the config
+        fs.write_bytes(path, raw, mode=fs.PUBLIC if name.endswith(".yml") else fs.PRIVATE)
     summaries = {p.summary: tuple(sorted(p.jobs.values())) for p in pipelines}
     return Written(rel, tuple(sorted(out)), len(pipelines), len(tasks), summaries)
 
@@ -204,6 +203,6 @@ def _write_parts(written: Written, dispatch_id: str, file: Path, project_dir: Pa
         tuple(Part(Path(name).name, tasks) for name, tasks in written.summaries.items()),
     )
     path = file.resolve().parent / PARTS_FILE
-    path.write_bytes(parts.encode())
+    fs.write_bytes(path, parts.encode())
     rel = path.relative_to(project_dir.resolve()).as_posix()
     return replace(written, files=tuple(sorted((*written.files, rel))))

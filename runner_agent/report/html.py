@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core import fs
 from runner_agent.report.model import (
     CommandResult,
     Report,
     Status,
-    atomic_write,
     merge_reports,
 )
 
@@ -145,16 +144,9 @@ def write_html(
 ) -> None:
     """Write :func:`html_report` to ``path`` (folders made, the file replaced atomically).
 
-    Raises InvalidInput when it cannot be written.
+    Raises UnsafePath (an InvalidInput) when it cannot be written.
     """
-    text = html_report(reports, title=title, summary=summary)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text)
-    except OSError as exc:
-        raise InvalidInput(
-            Problem(str(path), f"cannot write the HTML report: {exc.strerror or exc}")
-        ) from exc
+    fs.write_text(path, html_report(reports, title=title, summary=summary))
 
 
 # --- the page's parts --------------------------------------------------------------------

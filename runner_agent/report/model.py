@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
+
+from runner_agent.core import fs
+from runner_agent.core.redact import Redactor
+from runner_agent.model.state import valid_identity
+from runner_agent.model.tasks import dotenv_prefix
 
 __all__ = [
     "CommandResult",
@@ -23,17 +29,22 @@ __all__ = [
     "Status",
     "TaskResult",
     "account_for",
-    "atomic_write",
     "dotenv",
     "load_report",
     "load_reports",
+    "masked",
     "merge_reports",
+    "printable",
     "table",
 ]
 
 DOTENV_MAX = 20  # GitLab reads at most 20 variables from a dotenv report
 DOTENV_BYTES = 5120  # and refuses a larger dotenv report
 _DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
+# what ends a line for a reader of lines (Ruby's String#lines and Python's splitlines alike)
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+# XML 1.0 characters (https://www.w3.org/TR/xml/#charsets): anything else cannot be written
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class Status(StrEnum):
@@ -140,20 +151,41 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
 
     def write(self, path: Path) -> tuple[Path, Path]:
-        """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the report JSON to ``path`` and the JUnit XML beside it; return both paths.
+        Raises UnsafePath (see runner_agent.core.fs)."""
         junit_path = path.with_name(path.name.removesuffix(".json") + ".junit.xml")
-        atomic_write(path, self.to_json())
-        atomic_write(junit_path, junit([self]))
+        fs.write_text(path, self.to_json())
+        fs.write_text(junit_path, junit([self]))
         return path, junit_path
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it, so a reader sees
-    the old file or the new one, never half of one. Raises OSError."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def masked(report: Report, redactor: Redactor) -> Report:
+    """A copy of ``report`` with ``redactor``'s secrets masked in its free text: errors,
+    messages, Ansible task names, and the values of outputs and drift. Names and words the
+    report is made of (identity, agent, command, status, host, keys) are left as they are,
+    so masking never changes a report's shape, whatever the secret."""
+    if not redactor:
+        return report
+    text = redactor.text
+
+    def command(c: CommandResult) -> CommandResult:
+        return replace(
+            c,
+            failed_tasks=[
+                replace(f, task=text(f.task), message=text(f.message)) for f in c.failed_tasks
+            ],
+            results=[replace(r, task=text(r.task), message=text(r.message)) for r in c.results],
+            outputs=redactor.values(c.outputs),
+            drift=redactor.values(c.drift),
+            error=text(c.error),
+        )
+
+    return replace(
+        report,
+        commands=[command(c) for c in report.commands],
+        outputs=redactor.values(report.outputs),
+        error=text(report.error),
+    )
 
 
 def load_reports(items: Iterable[Any]) -> list[Report]:
@@ -168,49 +200,92 @@ def load_reports(items: Iterable[Any]) -> list[Report]:
     return reports
 
 
+def _get(data: Mapping[str, Any], key: str, kind: Any, default: Any, where: str = "") -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"{where}{key}: {type(value).__name__} is not the expected type")
+    return value
+
+
+def _items(data: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
+    items: list[Mapping[str, Any]] = _get(data, key, list, [], where)
+    for n, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"{where}{key}[{n}]: a mapping, not {type(item).__name__}")
+    return items
+
+
+def _failed(f: Mapping[str, Any], at: str) -> FailedTask:
+    at = f"{at}failed_tasks."
+    return FailedTask(
+        host=_get(f, "host", str, None, at),
+        task=_get(f, "task", str, None, at),
+        message=_get(f, "message", str, None, at),
+        unreachable=_get(f, "unreachable", bool, False, at),
+    )
+
+
+def _result(r: Mapping[str, Any], at: str) -> TaskResult:
+    at = f"{at}results."
+    return TaskResult(
+        host=_get(r, "host", str, None, at),
+        task=_get(r, "task", str, None, at),
+        outcome=_get(r, "outcome", str, None, at),
+        duration=_get(r, "duration", (int, float), 0.0, at),
+        message=_get(r, "message", str, "", at),
+    )
+
+
 def load_report(data: Mapping[str, Any]) -> Report:
-    """A Report from its JSON form."""
+    """A Report from its JSON form, every field checked (a report may come from a file or a
+    job anyone can write). Raises TypeError, ValueError or KeyError naming the field."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"a report is a mapping, not {type(data).__name__}")
+    number = (int, float)
     commands = []
-    for c in data.get("commands", []):
+    for n, c in enumerate(_items(data, "commands", "")):
+        at = f"commands[{n}]."
+        hosts = _get(c, "hosts", Mapping, {}, at)
         commands.append(
             CommandResult(
-                command=c["command"],
-                status=Status(c["status"]),
-                rc=c.get("rc"),
-                hosts={h: HostStats(**s) for h, s in c.get("hosts", {}).items()},
-                failed_tasks=[FailedTask(**f) for f in c.get("failed_tasks", [])],
-                results=[TaskResult(**r) for r in c.get("results", [])],
-                outputs=c.get("outputs", {}),
-                drift=c.get("drift", {}),
-                started=c.get("started", ""),
-                finished=c.get("finished", ""),
-                duration=c.get("duration", 0.0),
-                error=c.get("error", ""),
-                timed_out=c.get("timed_out", False),
-                check_mode=c.get("check_mode", False),
+                command=_get(c, "command", str, None, at),
+                status=Status(str(c.get("status"))),
+                rc=_get(c, "rc", (int, type(None)), None, at),
+                hosts={
+                    str(h): HostStats(**_get(hosts, h, Mapping, None, f"{at}hosts.")) for h in hosts
+                },
+                failed_tasks=[_failed(f, at) for f in _items(c, "failed_tasks", at)],
+                results=[_result(r, at) for r in _items(c, "results", at)],
+                outputs=dict(_get(c, "outputs", Mapping, {}, at)),
+                drift=dict(_get(c, "drift", Mapping, {}, at)),
+                started=_get(c, "started", str, "", at),
+                finished=_get(c, "finished", str, "", at),
+                duration=_get(c, "duration", number, 0.0, at),
+                error=_get(c, "error", str, "", at),
+                timed_out=_get(c, "timed_out", bool, False, at),
+                check_mode=_get(c, "check_mode", bool, False, at),
             )
         )
-    fields = {
-        k: data[k]
-        for k in (
-            "started",
-            "finished",
-            "duration",
-            "error",
-            "timed_out",
-            "source",
-            "pipeline_url",
-            "job_url",
-        )
-        if k in data
-    }
+    identity = _get(data, "identity", str, None)
+    if not valid_identity(identity):
+        raise ValueError(f"identity: {identity[:100]!r} is not a valid identity")
+    texts = ("started", "finished", "error", "source", "pipeline_url", "job_url")
+    fields = {k: _get(data, k, str, "") for k in texts if k in data}
+    if "duration" in data:
+        fields["duration"] = _get(data, "duration", number, 0.0)
+    if "timed_out" in data:
+        fields["timed_out"] = _get(data, "timed_out", bool, False)
+    try:
+        status = Status(str(data.get("status")))
+    except ValueError:
+        raise ValueError(f"status: {str(data.get('status'))[:40]!r} is not a status") from None
     return Report(
-        identity=data["identity"],
-        agent=data["agent"],
-        version=data.get("version"),
-        status=Status(data["status"]),
+        identity=identity,
+        agent=_get(data, "agent", str, ""),
+        version=_get(data, "version", (str, type(None)), None),
+        status=status,
         commands=commands,
-        outputs=data.get("outputs", {}),
+        outputs=dict(_get(data, "outputs", Mapping, {})),
         **fields,
     )
 
@@ -271,8 +346,33 @@ def junit(reports: Iterable[Report]) -> str:
         suite.set("tests", str(len(cases)))
         for kind, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
             suite.set(kind, str(sum(1 for c in cases if c.find(tag) is not None)))
+    for element in root.iter():  # valid XML whatever a field holds (a report read back, too)
+        element.attrib = {k: _xml(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _xml(element.text)
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _xml(text: str) -> str:
+    """``text`` with the characters XML cannot hold written as escapes (``\\x01``)."""
+    return _NOT_XML.sub(lambda m: _escaped(m.group()), str(text))
+
+
+def _escaped(char: str) -> str:
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal line: control characters, line breaks, bidi and other
+    invisible format marks written as escapes (``\\n``, ``\\u202e``), so a report cannot
+    rewrite, hide or reorder what a person reads."""
+    return "".join(
+        _escaped(ch) if unicodedata.category(ch) in _UNPRINTABLE else ch for ch in str(text)
+    )
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def _case(
@@ -292,19 +392,24 @@ def dotenv(report: Mapping[str, Any]) -> str:
     Keys are ``RA_<IDENTITY>_<KEY>`` upper-cased with every other character as ``_``, so a
     later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and 5 KB: the
     status comes first, outputs follow by key. Values are JSON unless plain strings; what does
-    not fit, or holds a newline (dotenv cannot carry one), stays in the report JSON only.
+    not fit, holds a line break (dotenv cannot carry one), or would be named like a status
+    (``..._STATUS``: identity ``a``'s output ``b_status`` is identity ``a/b``'s status name)
+    stays in the report JSON only. The report is checked first (:func:`load_report`): raises
+    ValueError, TypeError or KeyError naming what is wrong.
     """
-    prefix = f"RA_{report.get('identity', '')}_"
-    status = _DOTENV_KEY.sub("_", f"{prefix}STATUS").upper()
-    lines = [f"{status}={report.get('status', 'error')}"]
+    checked = load_report(report)
+    prefix = dotenv_prefix(checked.identity)
+    lines = [f"{prefix}STATUS={checked.status.value}"]
     size = len(lines[0]) + 1
-    outputs = report.get("outputs") or {}
+    outputs = checked.outputs
     for key in sorted(outputs):
         value = outputs[key]
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         name = _DOTENV_KEY.sub("_", f"{prefix}{key}").upper()
         line = f"{name}={text}"
-        if "\n" in text or "\r" in text or any(x.startswith(f"{name}=") for x in lines):
+        if _LINE_BREAK.search(text) or name.endswith("_STATUS"):
+            continue
+        if any(x.startswith(f"{name}=") for x in lines):
             continue
         if len(lines) == DOTENV_MAX or size + len(line.encode()) + 1 > DOTENV_BYTES:
             break
@@ -380,9 +485,9 @@ def table(reports: Sequence[Report]) -> str:
         drift = sum(len(v) for v in r.drift.values())
         rows.append(
             (
-                r.identity,
-                r.agent,
-                ",".join(c.command for c in r.commands) or "-",
+                printable(r.identity),
+                printable(r.agent),
+                printable(",".join(c.command for c in r.commands) or "-"),
                 r.status.value,
                 str(r.changed),
                 str(r.failed),
@@ -395,17 +500,19 @@ def table(reports: Sequence[Report]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+    details = []
     for r in reports:
         if r.error and not any(c.error for c in r.commands):
-            lines.append(f"  {r.identity}: {r.error}")
+            details.append(f"{r.identity}: {r.error}")
         for c in r.commands:
             for f in c.failed_tasks:
-                lines.append(f"  {r.identity} {c.command} {f.host}: {f.task}: {f.message}")
+                details.append(f"{r.identity} {c.command} {f.host}: {f.task}: {f.message}")
             if c.error:
-                lines.append(f"  {r.identity} {c.command}: {c.error}")
+                details.append(f"{r.identity} {c.command}: {c.error}")
             for host, items in c.drift.items():
                 if not items:
                     continue
-                keys = ", ".join(f"{i['key']} ({i['change']})" for i in items)
-                lines.append(f"  {r.identity} drift on {host}: {keys}")
+                keys = ", ".join(f"{i.get('key')} ({i.get('change')})" for i in items)
+                details.append(f"{r.identity} drift on {host}: {keys}")
+    lines.extend(f"  {printable(line)}" for line in details)
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from runner_agent.core.redact import Redactor
 from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
 from runner_agent.report.model import FailedTask, HostStats, TaskResult
@@ -181,14 +182,20 @@ def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
 
 
 class _Collector:
-    """Turns ansible-runner events into results; keeps none of them on disk."""
+    """Turns ansible-runner events into results; keeps none of them on disk.
 
-    def __init__(self, on_output: Callable[[str], None] | None) -> None:
+    Secrets are masked here, where Ansible's text enters the toolkit: before a line is
+    streamed and before a message is squashed or cut, so no change of the text can split a
+    secret out of reach of the mask.
+    """
+
+    def __init__(self, on_output: Callable[[str], None] | None, redactor: Redactor) -> None:
         self.on_output = on_output
+        self.redactor = redactor
         self.result = PlaybookResult(status="", rc=None)
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        stdout = event.get("stdout") or ""
+        stdout = self.redactor.text(str(event.get("stdout") or ""))
         if self.on_output and stdout:
             self.on_output(stdout)
         if "[ERROR]" in stdout:
@@ -209,8 +216,10 @@ class _Collector:
             outcome = "ok"
         if outcome == "ok" and res.get("changed"):
             outcome = "changed"
-        host, task = str(data.get("host", "")), str(data.get("task", ""))
-        message = _message(res) if outcome in ("failed", "unreachable") else ""
+        host = str(data.get("host", ""))
+        task = self.redactor.text(str(data.get("task", "")))  # a templated name shows values
+        failed = outcome in ("failed", "unreachable")
+        message = _message(self.redactor.values(res)) if failed else ""
         self.result.results.append(
             TaskResult(host, task, outcome, float(data.get("duration") or 0.0), message)
         )
@@ -233,7 +242,7 @@ class _Collector:
                 setattr(stats, target, int(count))
         for host in data.get("processed") or {}:
             self.result.hosts.setdefault(host, HostStats())
-        self.result.stats_data = dict(data.get("artifact_data") or {})
+        self.result.stats_data = self.redactor.values(dict(data.get("artifact_data") or {}))
 
 
 def _message(res: Mapping[str, Any]) -> str:
@@ -296,13 +305,15 @@ def run_playbook(
     spec: PlaybookSpec,
     *,
     on_output: Callable[[str], None] | None = None,
+    redactor: Redactor | None = None,
     temp_root: str | None = None,
 ) -> PlaybookResult:
-    """Run the agent command; the private data dir is gone when this returns."""
+    """Run the agent command; the private data dir is gone when this returns. What Ansible
+    says reaches ``on_output`` and the result with ``redactor``'s secrets masked."""
     import ansible_runner
 
     root = Path(tempfile.mkdtemp(prefix="runner-agent-", dir=temp_root))
-    collector = _Collector(on_output)
+    collector = _Collector(on_output, redactor or Redactor())
     try:
         os.chmod(root, 0o700)
         write_private_dir(spec, root)

@@ -23,12 +23,13 @@ from runner_agent.model.digest import digest
 from runner_agent.model.placeholders import Placeholder, env_refusal, find_placeholders, resolve
 from runner_agent.model.state import State, StateStore
 from runner_agent.model.tasks import Task
-from runner_agent.report.model import CommandResult, Report, Status
+from runner_agent.report.model import CommandResult, Report, Status, masked
 from runner_agent.run.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
 
 __all__ = [
     "Interrupted",
     "RunContext",
+    "check_states",
     "effective_version",
     "resolve_env",
     "run_task",
@@ -141,7 +142,8 @@ def _lookup(task: Task, ctx: RunContext) -> Callable[[Placeholder], Any]:
 def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
     """Run tasks in order. A task after a failure of its identity, or of an identity whose
     outputs it reads, is skipped."""
-    ctx.redactor = Redactor(resolve_env(tasks, ctx.environ))
+    ctx.redactor.add(resolve_env(tasks, ctx.environ))
+    check_states(tasks, ctx.store)
     broken: set[str] = set()
     reports: list[Report] = []
     for task in tasks:
@@ -168,6 +170,17 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
             broken.add(task.identity)
         reports.append(report)
     return reports
+
+
+def check_states(tasks: Sequence[Task], store: StateStore) -> None:
+    """Read the state document of every identity the tasks run or read outputs from, so a
+    damaged, linked or foreign one stops the run before anything runs. Raises
+    UnreadableState (exit 2); a store that cannot answer is left to each task to report."""
+    for identity in dict.fromkeys(i for t in tasks for i in (t.identity, *t.outputs_from)):
+        try:
+            store.read(identity)
+        except GitLabError:
+            return
 
 
 def _interrupted_report(task: Task, ctx: RunContext, started: datetime) -> Report:
@@ -334,7 +347,7 @@ def _run_command(
     section = f"ra_{abs(hash((task.identity, command, started))) % 10**8}"
     if ctx.on_output is not None and ctx.log_sections:
         ctx.on_output(_section("start", section, started, f"{task.identity}: {command}"))
-    result = ctx.playbook_runner(spec, on_output=on_output)
+    result = ctx.playbook_runner(spec, on_output=on_output, redactor=ctx.redactor)
     finished = ctx.clock()
     if ctx.on_output is not None and ctx.log_sections:
         ctx.on_output(_section("end", section, finished))
@@ -390,7 +403,8 @@ def _next_state(
             new.installed, new.installed_version, new.outputs = False, None, {}
         if result.command != "uninstall":
             new.outputs.update(result.outputs)
-    new.outputs = ctx.redactor.data(new.outputs)
+    new.identity = task.identity  # the task's, whatever a document said (it was checked)
+    new.outputs = ctx.redactor.values(new.outputs)
     new.last_command = ",".join(r.command for r in report.commands)
     new.last_status = report.status.value
     new.updated = ctx.clock().isoformat()
@@ -409,8 +423,4 @@ def _next_state(
 
 
 def _redacted(report: Report, redactor: Redactor) -> Report:
-    if not redactor:
-        return report
-    from runner_agent.report.model import load_report
-
-    return load_report(redactor.data(report.to_dict(results=True)))
+    return masked(report, redactor)

@@ -10,7 +10,7 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import JOB_ENV, Clock, RunCli, kv_task, make_tasks
 
-from runner_agent.core.errors import GitLabError, InvalidInput
+from runner_agent.core.errors import InvalidInput
 from runner_agent.gitlab.api import connect
 from runner_agent.gitlab.bundle import (
     DISPATCH_PACKAGE,
@@ -26,7 +26,7 @@ from runner_agent.gitlab.bundle import (
 from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.gitlab.state_store import STATE_PACKAGE, GitLabStateStore, state_version
 from runner_agent.model.agents import AgentRegistry
-from runner_agent.model.state import LocalStateStore, State
+from runner_agent.model.state import LocalStateStore, State, UnreadableState
 from runner_agent.report.model import Report, Status, merge_reports
 
 
@@ -212,10 +212,10 @@ def test_gitlab_state_store_round_trip_with_the_job_token(fake: FakeGitLab, cloc
         fake.calls[-1].path == f"/projects/42/packages/generic/{STATE_PACKAGE}/acme+web/state.json"
     )
     fake.put_package(STATE_PACKAGE, "acme+db", "state.json", b'{"identity": "someone/else"}')
-    with pytest.raises(GitLabError, match="not its state"):
+    with pytest.raises(UnreadableState, match="holds identity 'someone/else', not 'acme/db'"):
         store.read("acme/db")
     fake.put_package(STATE_PACKAGE, "acme+x", "state.json", b"<html>")
-    with pytest.raises(GitLabError, match="not JSON"):
+    with pytest.raises(UnreadableState, match=r"acme\+x/state\.json: not JSON"):
         store.read("acme/x")
 
 

@@ -87,7 +87,8 @@ def test_outputs_from_feeds_another_identity(ctx: RunContext) -> None:
     assert reports[1].outputs["message"] == "host=db.internal"
     assert reports[1].outputs["count"] == 5
     # the consumer read test/db's state once for its two keys (each a request in a job)
-    assert reads.count("test/db") == 1 + 1  # the producer's own digest, the consumer's lookup
+    # the check before anything runs, the producer's own digest, the consumer's lookup
+    assert reads.count("test/db") == 1 + 1 + 1
 
 
 def test_missing_output_is_an_error_and_state_stays(ctx: RunContext, tmp_path: Path) -> None:

@@ -20,18 +20,6 @@ def run(ctx: RunContext, *items: dict[str, Any]) -> list[Any]:
     return run_tasks(tasks_from_data(items, registry=ctx.registry), ctx)
 
 
-def test_unreadable_state_is_an_error_report_and_other_tasks_run(
-    ctx: RunContext, tmp_path: Path
-) -> None:
-    broken = tmp_path / "state" / "edge" / "probe.json"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("{not json")
-    bad, good = run(ctx, probe(), probe(identity="edge/other"))
-    assert bad.status is Status.ERROR and "unreadable state document" in bad.error
-    assert good.status is Status.SUCCESS
-    assert broken.read_text() == "{not json"
-
-
 def test_read_only_command_runs_beside_a_held_lock(ctx: RunContext) -> None:
     run(ctx, probe())
     held, cycle_ran = threading.Event(), threading.Event()
