@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from runner_agent.core.errors import GitLabError
 from runner_agent.gitlab.api import GitLabAPI, NotFound
 from runner_agent.model.state import State, StateStore, parse_state
 
