@@ -37,6 +37,7 @@ from typing import Any
 
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import AgentRegistry
+from runner_agent.model.digest import candidates
 from runner_agent.model.tasks import MAX_TIMEOUT, Task, tasks_from_data
 
 __all__ = [
@@ -214,12 +215,8 @@ class Mapped:
 
 def _declared(registry: AgentRegistry, agent: str, command: str | None) -> set[str]:
     spec = registry.get(agent)
-    names = registry.commands_for(_probe(agent, command))
+    names = candidates(command)
     return {opt for name in names if name in spec.commands for opt in spec.commands[name].options}
-
-
-def _probe(agent: str, command: str | None) -> Task:
-    return Task(identity="probe", agent=agent, command=command)
 
 
 def _hosts(invocation: Invocation, index: int) -> Mapping[str, Any]:
