@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipelines.ci_local import Ci
+from ci_templates.ci_local import Ci
 
 from runner_agent.core.resources import templates_dir
 
