@@ -60,7 +60,8 @@ def test_dispatch_wait_exits_3_when_a_task_was_locked(
         answer = original(m, call)  # type: ignore[arg-type]
         body = json.loads(answer[2])
         fake.set_status(body["id"], "failed")
-        dispatch_id = body["name"].split(" ", 1)[1]
+        sent = json.loads(call.body)  # type: ignore[attr-defined]
+        dispatch_id = sent["inputs"]["dispatch_id"]  # the creation answer has no name
         fake.put_package(DISPATCH_PACKAGE, dispatch_id, "summary.json", LOCKED)
         return answer
 

@@ -23,11 +23,11 @@ NASTY = 'p@ss  w\tord "é€" \\ end\x01'
 def _run(
     tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch, **config: object
 ) -> tuple[int, dict[str, str]]:
-    monkeypatch.setenv("RA_TEST_SECRET", secret)
+    monkeypatch.setenv("RA_SECRET_TEST", secret)
     task = {
         "identity": "sec/probe",
         "agent": "probe",
-        "config": {"message": "${env:RA_TEST_SECRET}", **config},
+        "config": {"message": "${env:RA_SECRET_TEST}", **config},
     }
     (tmp_path / "t.yml").write_text(yaml.safe_dump(task))
     out = tmp_path / "out"
