@@ -15,7 +15,7 @@ import hashlib
 import json
 
 from runner_agent.core.errors import GitLabError
-from runner_agent.gitlab.api import GitLabAPI, NotFound
+from runner_agent.gitlab.port import GitLab, NotFound
 from runner_agent.model.state import State, StateStore
 
 __all__ = ["STATE_FILE", "STATE_PACKAGE", "GitLabStateStore", "state_version"]
@@ -37,7 +37,7 @@ def state_version(identity: str) -> str:
 class GitLabStateStore(StateStore):
     """A :class:`StateStore` in the generic package registry of ``api``'s project."""
 
-    def __init__(self, api: GitLabAPI) -> None:
+    def __init__(self, api: GitLab) -> None:
         self.api = api
 
     def read(self, identity: str) -> State | None:

@@ -10,7 +10,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,8 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_gitlab import CANARY_TOKEN, served
 from standin import TOOLS, Cli, GitLabStandIn, agent_project, engine_ready, stop_processes
-
-from runner_agent.gitlab.dispatch import Dispatcher
 
 FIXTURE_AGENTS = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
 
@@ -76,6 +73,7 @@ def cli(
 ) -> Cli:
     """``runner-agent`` on the operator's machine: an access token for the stand-in."""
     from runner_agent.cli import main
+    from runner_agent.cli._common import Seams
 
     for name in list(os.environ):
         if name.startswith(("CI_", "GITLAB_")):
@@ -86,15 +84,10 @@ def cli(
     monkeypatch.setenv("RUNNER_AGENT_PATH", str(FIXTURE_AGENTS))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # poll every second or two (the CLI grows the pause up to a minute): a shorter test
-    original = Dispatcher.wait
-
-    def wait(self: Dispatcher, handle: Any, **options: Any) -> Any:
-        return original(self, handle, **{**options, "max_interval": 2.0})
-
-    monkeypatch.setattr(Dispatcher, "wait", wait)
+    seams = Seams(max_poll_interval=2.0)
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
+        code = main(list(args), seams=seams)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
