@@ -129,6 +129,7 @@ TOPIC_PAGES = (
     "security",
     "agent-project",
     "dispatch",
+    "architecture",
 )
 
 
