@@ -21,6 +21,7 @@ from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import schema_path
 from runner_agent.model.agents import AgentRegistry, check_config
 from runner_agent.model.digest import candidates
+from runner_agent.model.identity import IDENTITY_PATTERN, identity_reason
 from runner_agent.model.placeholders import Placeholder, find_placeholders
 from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
 
@@ -278,8 +279,8 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(path, "must not be empty")]
     if err.validator == "pattern" and instance == "":
         return []  # minLength says it
-    if err.validator == "pattern" and schema.get("pattern") == _IDENTITY_PATTERN:
-        return [(path, f"{_clip(instance)} is not a valid identity: {_identity_reason(instance)}")]
+    if err.validator == "pattern" and schema.get("pattern") == IDENTITY_PATTERN:
+        return [(path, f"{_clip(instance)} is not a valid identity: {identity_reason(instance)}")]
     if err.validator == "pattern" and schema.get("description"):
         return [(path, f"{_clip(instance)} is not valid: {schema['description']}")]
     if err.validator == "const":
@@ -298,33 +299,6 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(path, f"{_clip(instance)} is not valid here: {schema.get('description', '')}")]
     message = err.message
     return [(path, message if len(message) < 300 else message[:297] + "...")]
-
-
-_IDENTITY_PATTERN = "^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
-_SEGMENT_CHARS = re.compile(r"[^a-z0-9._-]")
-
-
-def _identity_reason(value: str) -> str:
-    segments = value.split("/")
-    if not value:
-        return "it is empty"
-    if any(s in (".", "..") for s in segments):
-        return "'.' and '..' segments are not allowed (path traversal)"
-    if value.startswith("/"):
-        return "it must not start with '/' (absolute path)"
-    if value.endswith("/"):
-        return "it must not end with '/'"
-    if "" in segments:
-        return "empty segment ('//')"
-    bad = _SEGMENT_CHARS.search(value.replace("/", ""))
-    if bad:
-        if bad.group(0).isupper():
-            return "upper-case letters are not allowed (use lower case)"
-        return (
-            f"character {bad.group(0)!r} is not allowed (lower-case letters, digits, '.', '_', '-')"
-        )
-    first = next((s for s in segments if not s[:1].isalnum()), value)
-    return f"segment {first!r} must start with a lower-case letter or digit"
 
 
 def _clip(value: Any) -> str:
