@@ -45,6 +45,11 @@ def seams() -> Seams:
     return found if found is not None else Seams()
 
 
+def warn(message: str) -> None:
+    """A warning for the person or the job log: stderr, never stdout (scripts read that)."""
+    click.echo(message, err=True)
+
+
 def remember_secrets(values: list[str]) -> None:
     _SECRETS.extend(v for v in values if v)
 

@@ -19,6 +19,7 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
     seams,
+    warn,
 )
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.gitlab.bundle import job_context, load_parts, summarize
@@ -70,6 +71,29 @@ def _wait_and_report(
     return _print_reports(dispatcher.reports(handle), output)
 
 
+def _poll_options(prefix: str) -> Callable[[F], F]:
+    """--timeout and --interval, for the commands that wait for a dispatch."""
+
+    def text(help_text: str) -> str:
+        said = prefix + help_text
+        return said[:1].upper() + said[1:]
+
+    def add(func: F) -> F:
+        timeout = click.option(
+            "--timeout", help=text("give up after this long (30s, 10m, 2h): exit 5.")
+        )
+        interval = click.option(
+            "--interval",
+            type=click.FloatRange(min=1),
+            default=10,
+            show_default=True,
+            help=text("seconds between polls at first (then slower, up to 60)."),
+        )
+        return timeout(interval(func))
+
+    return add
+
+
 def _duration(value: str | None) -> float | None:
     if value is None:
         return None
@@ -88,7 +112,7 @@ def _dispatcher(**options: Any) -> Dispatcher:
         retry_policy=now.retry_policy(),
         clock=now.clock,
         sleep=now.sleep,
-        warn=_warn,
+        warn=warn,
         **options,
     )
     remember_secrets(list(dispatcher.api.secrets))
@@ -98,10 +122,6 @@ def _dispatcher(**options: Any) -> Dispatcher:
 def _for_handle(value: str, section: str | None) -> tuple[Dispatcher, Handle]:
     handle = load_handle(value)
     return _dispatcher(section=section, handle=handle), handle
-
-
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _print_status(status: DispatchStatus, output: str) -> None:
@@ -168,14 +188,7 @@ def _stackl_tasks(path: Path, agents_path: tuple[Path, ...]) -> list[Task]:
     "(POST /trigger/pipeline); reading still uses the configured token.",
 )
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
-@click.option("--timeout", help="With --wait: give up after this long (30s, 10m, 2h).")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    default=10,
-    show_default=True,
-    help="With --wait: seconds between polls at first (then slower, up to 60).",
-)
+@_poll_options("With --wait: ")
 @gitlab_options
 @agents_path_option
 @output_option
@@ -245,14 +258,7 @@ def status(handle: str, section: str | None, output: str) -> int:
 
 @click.command()
 @click.argument("handle")
-@click.option("--timeout", help="Give up after this long (30s, 10m, 2h): exit 5.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    default=10,
-    show_default=True,
-    help="Seconds between polls at first (then slower, up to 60).",
-)
+@_poll_options("")
 @section_option
 @output_option
 def wait(

@@ -16,6 +16,7 @@ from runner_agent.cli._common import (
     print_json,
     remember_secrets,
     seams,
+    warn,
 )
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import default_registry
@@ -43,10 +44,6 @@ def _job() -> Any:
     return job
 
 
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
-
-
 def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
     """A dispatched job's upload of its reports (warns, never fails); None outside a job."""
     if job is None:
@@ -54,7 +51,7 @@ def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
     from runner_agent.gitlab.bundle import publish_reports
 
     def publish(reports: list[Report]) -> None:
-        publish_reports([r.to_dict() for r in reports], job, _warn)
+        publish_reports([r.to_dict() for r in reports], job, warn)
 
     return publish
 
@@ -220,7 +217,7 @@ def collect(
         if job is not None:
             from runner_agent.gitlab.bundle import publish_summary
 
-            publish_summary(summary_path.name, summary, job, _warn)  # warns, never fails
+            publish_summary(summary_path.name, summary, job, warn)  # warns, never fails
     if html_path:
         from runner_agent.report.html import write_html
 

@@ -23,7 +23,7 @@ from runner_agent.model.agents import AgentRegistry, check_config
 from runner_agent.model.digest import candidates
 from runner_agent.model.identity import IDENTITY_PATTERN, identity_reason
 from runner_agent.model.placeholders import Placeholder, find_placeholders
-from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
+from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, plain, read_documents
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -94,8 +94,8 @@ class Task:
             out["command"] = self.command
         if self.version is not None:
             out["version"] = self.version
-        out["config"] = _plain(self.config)
-        out["hosts"] = _plain(self.hosts)
+        out["config"] = plain(self.config)
+        out["hosts"] = plain(self.hosts)
         if self.tags:
             out["runner"] = {"tags": list(self.tags)}
         out["timeout"] = self.timeout
@@ -107,7 +107,7 @@ class Task:
         """The Ansible inventory for the task's hosts; ``localhost`` is on the local connection
         unless the inventory mapping names another."""
         if isinstance(self.hosts, Mapping):
-            inventory: dict[str, Any] = _plain(self.hosts)
+            inventory: dict[str, Any] = plain(self.hosts)
         else:
             inventory = {"all": {"hosts": {name: {} for name in self.hosts}}}
         for group in _groups(inventory):
@@ -130,14 +130,6 @@ def _groups(inventory: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             children = group.get("children")
             if isinstance(children, Mapping):
                 yield from _groups(children)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _placeholders(config: Any) -> Iterator[tuple[str, Placeholder]]:

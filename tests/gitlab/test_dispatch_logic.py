@@ -63,13 +63,24 @@ def test_a_different_run_on_an_identity_is_refused_and_writes_nothing(
     assert len(gitlab.writes()) == writes
 
 
-def test_a_finished_run_neither_is_joined_nor_blocks(
+def test_an_overlapping_batch_is_a_different_run(
     gitlab: MemoryGitLab, dispatcher: Dispatcher, registry: AgentRegistry
 ) -> None:
+    dispatcher.submit(make_tasks(registry), ref="main")
+    with pytest.raises(LockedError):
+        dispatcher.submit(make_tasks(registry, kv_task(), kv_task("acme/db")), ref="main")
+
+
+@pytest.mark.parametrize("ended", ["success", "failed", "canceled"])
+def test_a_finished_run_neither_is_joined_nor_blocks(
+    gitlab: MemoryGitLab, dispatcher: Dispatcher, registry: AgentRegistry, ended: str
+) -> None:
     first = dispatcher.submit(make_tasks(registry), ref="main")
-    gitlab.set_status(first.pipeline_id, "success")
+    gitlab.set_status(first.pipeline_id, ended)
     other = dispatcher.submit(make_tasks(registry, kv_task(command="uninstall")), ref="main")
-    assert other.pipeline_id != first.pipeline_id
+    gitlab.set_status(other.pipeline_id, ended)
+    again = dispatcher.submit(make_tasks(registry), ref="main")
+    assert len({first.pipeline_id, other.pipeline_id, again.pipeline_id}) == 3
 
 
 def test_another_machines_run_is_found_through_its_marker(
@@ -84,19 +95,11 @@ def test_another_machines_run_is_found_through_its_marker(
         )
 
 
-def test_a_lost_creation_answer_is_looked_up_not_posted_again(
-    gitlab: MemoryGitLab, dispatcher: Dispatcher, registry: AgentRegistry
+@pytest.mark.parametrize("fault", ["lost", "unsent"])
+def test_a_creation_that_may_have_failed_ends_with_exactly_one_pipeline(
+    gitlab: MemoryGitLab, dispatcher: Dispatcher, registry: AgentRegistry, fault: str
 ) -> None:
-    gitlab.server.creation_faults.append("lost")
-    handle = dispatcher.submit(make_tasks(registry), ref="main")
-    (created,) = gitlab.created_pipelines()
-    assert handle.pipeline_id == created["id"]
-
-
-def test_a_creation_gitlab_never_acted_on_is_posted_again(
-    gitlab: MemoryGitLab, dispatcher: Dispatcher, registry: AgentRegistry
-) -> None:
-    gitlab.server.creation_faults.append("unsent")
+    gitlab.server.creation_faults.append(fault)  # answer lost after GitLab acted, or before
     handle = dispatcher.submit(make_tasks(registry), ref="main")
     (created,) = gitlab.created_pipelines()
     assert handle.pipeline_id == created["id"]
