@@ -130,6 +130,7 @@ TOPIC_PAGES = (
     "security",
     "agent-project",
     "dispatch",
+    "architecture",
 )
 
 

@@ -77,18 +77,20 @@ def cli() -> None:
     """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return (and exit with) the exit code."""
+def main(argv: Sequence[str] | None = None, *, seams: _common.Seams | None = None) -> int:
+    """Run the CLI; return (and exit with) the exit code. ``seams``: the clock and sleep the
+    commands use (tests pass their own; see :class:`runner_agent.cli._common.Seams`)."""
     with signals.installed():  # SIGTERM unwinds like Ctrl-C; see runner_agent.core.signals
-        code = _run(argv)
+        code = _run(argv, seams or _common.Seams())
     if argv is None:
         sys.exit(code)
     return code
 
 
-def _run(argv: Sequence[str] | None) -> int:
+def _run(argv: Sequence[str] | None, seams: _common.Seams) -> int:
     try:
-        rv = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        args = list(argv) if argv is not None else None
+        rv = cli.main(args=args, standalone_mode=False, obj=seams)
     except click.exceptions.Abort:
         # Ctrl-C, or SIGTERM (GitLab stopping the job): the run cleaned up on its way out,
         # and `run` wrote what each task did (its report) before this

@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from runner_agent.core.errors import InvalidInput
 from runner_agent.core.redact import process as process_redactor
 
+if TYPE_CHECKING:
+    from runner_agent.gitlab.retry import RetryPolicy
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Seams:
+    """What the commands take from the outside world besides the environment, replaceable
+    through ``main(argv, seams=...)``: a test passes its clock, so GitLab retries and polls
+    sleep on it, instead of patching the library."""
+
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    max_poll_interval: float = 60.0  # `wait`: the longest pause between two polls
+
+    def retry_policy(self) -> RetryPolicy:
+        """How GitLab requests are retried, sleeping on this clock."""
+        from runner_agent.gitlab.retry import RetryPolicy
+
+        return RetryPolicy(sleep=self.sleep, now=self.clock)
+
+
+def seams() -> Seams:
+    """The running command's seams (the defaults outside ``main``)."""
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Seams) if ctx is not None else None
+    return found if found is not None else Seams()
+
+
+def warn(message: str) -> None:
+    """A warning for the person or the job log: stderr, never stdout (scripts read that)."""
+    click.echo(message, err=True)
 
 
 def remember_secrets(values: list[str]) -> None:

@@ -3,7 +3,6 @@ pipelines of a GitLab agent project, followed from any process."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -19,14 +18,16 @@ from runner_agent.cli._common import (
     output_option,
     print_json,
     remember_secrets,
+    seams,
+    warn,
 )
-from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.gitlab.bundle import job_context, load_parts, summarize
 from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
 from runner_agent.gitlab.follow import DispatchReports, DispatchStatus, progress_printer
 from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import Task, load_tasks, parse_duration
+from runner_agent.report.files import write_summary
 from runner_agent.report.html import write_html
 from runner_agent.report.model import load_report, table
 from runner_agent.report.outcome import exit_code
@@ -60,9 +61,36 @@ def _wait_and_report(
 ) -> int:
     """Wait (progress on stderr), then print the reports."""
     dispatcher.wait(
-        handle, timeout=deadline, interval=interval, progress=progress_printer(sys.stderr)
+        handle,
+        timeout=deadline,
+        interval=interval,
+        max_interval=seams().max_poll_interval,
+        progress=progress_printer(sys.stderr),
     )
     return _print_reports(dispatcher.reports(handle), output)
+
+
+def _poll_options(prefix: str) -> Callable[[F], F]:
+    """--timeout and --interval, for the commands that wait for a dispatch."""
+
+    def text(help_text: str) -> str:
+        said = prefix + help_text
+        return said[:1].upper() + said[1:]
+
+    def add(func: F) -> F:
+        timeout = click.option(
+            "--timeout", help=text("give up after this long (30s, 10m, 2h): exit 5.")
+        )
+        interval = click.option(
+            "--interval",
+            type=click.FloatRange(min=1),
+            default=10,
+            show_default=True,
+            help=text("seconds between polls at first (then slower, up to 60)."),
+        )
+        return timeout(interval(func))
+
+    return add
 
 
 def _duration(value: str | None) -> float | None:
@@ -74,19 +102,25 @@ def _duration(value: str | None) -> float | None:
         raise InvalidInput(Problem("--timeout", str(exc))) from exc
 
 
-def _connected(dispatcher: Dispatcher) -> Dispatcher:
+def _dispatcher(**options: Any) -> Dispatcher:
+    """The dispatcher for the environment's GitLab, on the command's clock. Raises
+    InvalidInput when nothing names a GitLab, a token or a project; makes no request."""
+    now = seams()
+    dispatcher = from_environ(
+        os.environ,
+        retry_policy=now.retry_policy(),
+        clock=now.clock,
+        sleep=now.sleep,
+        warn=warn,
+        **options,
+    )
     remember_secrets(list(dispatcher.api.secrets))
     return dispatcher
 
 
-def _for_handle(value: str, section: str | None, **options: Any) -> tuple[Dispatcher, Handle]:
+def _for_handle(value: str, section: str | None) -> tuple[Dispatcher, Handle]:
     handle = load_handle(value)
-    dispatcher = from_environ(os.environ, section=section, handle=handle, warn=_warn, **options)
-    return _connected(dispatcher), handle
-
-
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
+    return _dispatcher(section=section, handle=handle), handle
 
 
 def _print_status(status: DispatchStatus, output: str) -> None:
@@ -151,14 +185,7 @@ def _tasks(
     "(POST /trigger/pipeline); reading still uses the configured token.",
 )
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
-@click.option("--timeout", help="With --wait: give up after this long (30s, 10m, 2h).")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    default=10,
-    show_default=True,
-    help="With --wait: seconds between polls at first (then slower, up to 60).",
-)
+@_poll_options("With --wait: ")
 @gitlab_options
 @agents_path_option
 @output_option
@@ -202,16 +229,7 @@ def dispatch(
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
     mode = TriggerMode.VARIABLES if use_variables else None  # None: by GitLab's version
-    dispatcher = _connected(
-        from_environ(
-            os.environ,
-            project=project,
-            section=section,
-            mode=mode,
-            trigger_token=trigger,
-            warn=_warn,
-        )
-    )
+    dispatcher = _dispatcher(project=project, section=section, mode=mode, trigger_token=trigger)
     handle = dispatcher.submit(tasks, ref=ref)
     if not wait_for:
         if output == "json":
@@ -245,14 +263,7 @@ def status(handle: str, section: str | None, output: str) -> int:
 
 @click.command()
 @click.argument("handle")
-@click.option("--timeout", help="Give up after this long (30s, 10m, 2h): exit 5.")
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=1),
-    default=10,
-    show_default=True,
-    help="Seconds between polls at first (then slower, up to 60).",
-)
+@_poll_options("")
 @section_option
 @output_option
 def wait(
@@ -336,11 +347,11 @@ def summarize_cmd(file: Path, parts_path: Path, html_path: Path | None, output: 
 
     Reads RA_DISPATCH_ID and the job's predefined variables; exits like the tasks.
     """
-    ctx = job_context(os.environ)
+    ctx = job_context(os.environ, retry_policy=seams().retry_policy())
     if ctx is None:
         raise InvalidInput(Problem("summarize", "runs inside a GitLab job (CI_JOB_TOKEN)"))
     merged = summarize(ctx, load_parts(parts_path))
-    fs.write_text(file, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    write_summary(file, merged)
     found = [load_report(r) for r in merged["reports"]]
     if html_path:
         title = f"runner-agent dispatch {ctx.dispatch_id}"

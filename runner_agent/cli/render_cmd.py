@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -27,7 +28,8 @@ def _tags(value: str | None) -> tuple[str, ...]:
 
 
 def _pipeline_options(func: F) -> F:
-    """Options shared by render and plan: how tasks become jobs."""
+    """Options shared by render and plan: how tasks become jobs. The command receives them
+    as one ``options: RenderOptions`` (with its own ``--tasks-from-job``) and ``project_dir``."""
     options = [
         click.option(
             "--project-dir",
@@ -64,9 +66,27 @@ def _pipeline_options(func: F) -> F:
             help="How the jobs call runner-agent, e.g. 'python3 -m runner_agent'.",
         ),
     ]
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        max_jobs: int,
+        default_tags: str | None,
+        runner_agent_cmd: str,
+        tasks_from_job: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        render_options = RenderOptions(
+            max_jobs=max_jobs,
+            runner_agent_cmd=runner_agent_cmd,
+            tasks_from_job=tasks_from_job or None,
+            default_tags=_tags(default_tags),
+        )
+        return func(*args, options=render_options, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return cast(F, command)
 
 
 def _report(written: Written, output: str) -> None:
@@ -108,12 +128,9 @@ def _report(written: Written, output: str) -> None:
 def render(
     paths: tuple[Path, ...],
     file: Path | None,
-    tasks_from_job: str | None,
     graph: str | None,
     project_dir: Path,
-    max_jobs: int,
-    default_tags: str | None,
-    runner_agent_cmd: str,
+    options: RenderOptions,
     agents_path: tuple[Path, ...],
     output: str,
 ) -> int:
@@ -136,12 +153,6 @@ def render(
           include: .runner-agent/pipeline.yml
           strategy: depend
     """
-    options = RenderOptions(
-        max_jobs=max_jobs,
-        runner_agent_cmd=runner_agent_cmd,
-        tasks_from_job=tasks_from_job,
-        default_tags=_tags(default_tags),
-    )
     tasks = load_tasks(paths, default_registry(agents_path))
     if graph is not None:
         _graph(render_child(tasks, options), tasks, graph)
@@ -228,11 +239,8 @@ def plan_cmd(
     tasks_dir: str,
     agent: str,
     command: str,
-    tasks_from_job: str | None,
     project_dir: Path,
-    max_jobs: int,
-    default_tags: str | None,
-    runner_agent_cmd: str,
+    options: RenderOptions,
     agents_path: tuple[Path, ...],
     output: str,
 ) -> int:
@@ -251,12 +259,6 @@ def plan_cmd(
       RA_IDENTITY=acme/web RA_COMMAND=cycle runner-agent plan
     """
     inputs = PlanInputs(dispatch_id, checksum, task_file, identity, agent, command, tasks_dir)
-    options = RenderOptions(
-        max_jobs=max_jobs,
-        runner_agent_cmd=runner_agent_cmd,
-        tasks_from_job=tasks_from_job or None,
-        default_tags=_tags(default_tags),
-    )
     path = file if file.is_absolute() else project_dir / file
     registry = default_registry(agents_path)
     if inputs.source() == "dispatch_id":

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +15,19 @@ from runner_agent.cli._common import (
     output_option,
     print_json,
     remember_secrets,
+    seams,
+    warn,
 )
-from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.redact import process as process_redactor
-from runner_agent.core.signals import deferred
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
 from runner_agent.model.tasks import load_tasks, with_command
-from runner_agent.report.model import (
-    Report,
-    Status,
-    dotenv,
-    junit,
-    load_report,
-    merge_reports,
-    table,
-)
+from runner_agent.report.files import read_reports, write_summary
+from runner_agent.report.model import Report, merge_reports, table
 from runner_agent.report.outcome import exit_code
-from runner_agent.run.runtime import (
-    Interrupted,
-    RunContext,
-    resolve_env,
-    run_tasks,
-    skipped_report,
-)
+from runner_agent.run.job import Deliveries, run_job
+from runner_agent.run.runtime import RunContext
 
 
 def _in_gitlab_job() -> bool:
@@ -52,56 +39,22 @@ def _job() -> Any:
     Imported here: local runs do not load the GitLab client."""
     from runner_agent.gitlab.bundle import job_context
 
-    job = job_context(os.environ)
+    job = job_context(os.environ, retry_policy=seams().retry_policy())
     if job is not None:
         remember_secrets(list(job.api.secrets))
     return job
 
 
-def _warn(message: str) -> None:
-    click.echo(message, err=True)
+def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
+    """A dispatched job's upload of its reports (warns, never fails); None outside a job."""
+    if job is None:
+        return None
+    from runner_agent.gitlab.bundle import publish_reports
 
+    def publish(reports: list[Report]) -> None:
+        publish_reports([r.to_dict() for r in reports], job, warn)
 
-def _write_reports(path: Path, reports: list[Report]) -> None:
-    if len(reports) == 1:
-        reports[0].write(path)
-        return
-    fs.write_text(path, json.dumps(merge_reports(reports), indent=2, sort_keys=True) + "\n")
-    fs.write_text(path.with_name(path.name.removesuffix(".json") + ".junit.xml"), junit(reports))
-
-
-def _blocked_by(after: Sequence[Path]) -> str:
-    """Why the tasks must not run: a report they follow is missing or did not succeed."""
-    for path in after:
-        try:
-            status = json.loads(path.read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError, AttributeError):
-            return f"skipped: {path} is missing (the task before this one left no report)"
-        if status != Status.SUCCESS.value:
-            return f"skipped: the task before this one ended {status} ({path})"
-    return ""
-
-
-def _deliver(
-    reports: list[Report],
-    report_path: Path | None,
-    dotenv_path: Path | None,
-    html_path: Path | None,
-    job: Any,
-) -> None:
-    """Write the report files, and in a job upload the reports to the dispatch."""
-    if report_path:
-        _write_reports(report_path, reports)
-    if dotenv_path:
-        fs.write_text(dotenv_path, dotenv(reports[0].to_dict()))
-    if html_path:
-        from runner_agent.report.html import write_html
-
-        write_html(html_path, reports, summary=merge_reports(reports))
-    if job is not None:
-        from runner_agent.gitlab.bundle import publish_reports
-
-        publish_reports([r.to_dict() for r in reports], job, _warn)  # warns, never fails
+    return publish
 
 
 @click.command()
@@ -212,48 +165,16 @@ def run(
         log_sections=stream and _in_gitlab_job(),
         redactor=process_redactor(),
     )
-    blocked = _blocked_by(after)
-    if blocked:
-        reports = [skipped_report(t, ctx, blocked) for t in tasks]
-    else:
-        remember_secrets(resolve_env(tasks, os.environ))
-        try:
-            reports = run_tasks(tasks, ctx)
-        except Interrupted as exc:  # stopped: still say what happened, then stop
-            # (uploads give up STOP_GRACE seconds after the signal: the runner kills soon)
-            with deferred():
-                _deliver(exc.reports, report_path, dotenv_path, html_path, job)
-            raise
-    with deferred():  # a stop now waits for the reports (state is already written)
-        _deliver(reports, report_path, dotenv_path, html_path, job)
+    to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
+    try:
+        reports = run_job(tasks, ctx, after=after, to=to)
+    finally:
+        remember_secrets(list(ctx.secrets))
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:
         click.echo(table(reports), nl=False)
     return exit_code(reports)
-
-
-def _read_reports(paths: Sequence[Path]) -> list[Report]:
-    """Reports from files (a summary's reports too) and folders (task reports only, so a
-    summary kept beside them is not counted twice)."""
-    files: list[tuple[Path, bool]] = []
-    for p in paths:
-        found = [(f, False) for f in sorted(p.rglob("*.json"))] if p.is_dir() else [(p, True)]
-        files.extend(found)
-    reports: list[Report] = []
-    for f, named in files:
-        try:
-            data: Any = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
-        if isinstance(data, dict) and "reports" in data and not named:
-            continue
-        items = data.get("reports", [data]) if isinstance(data, dict) else []
-        try:
-            reports.extend(load_report(item) for item in items)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(Problem(str(f), f"not a report: missing or bad {exc}")) from exc
-    return reports
 
 
 @click.command()
@@ -290,15 +211,15 @@ def collect(
       runner-agent collect out/ --summary out/summary.json --expect 3
       runner-agent collect out/ --html report.html    # then open report.html in a browser
     """
-    reports = _read_reports(paths)
+    reports = read_reports(paths)
     summary = merge_reports(reports, expected=expect)
     if summary_path:
-        fs.write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        write_summary(summary_path, summary)
         job = _job() if _in_gitlab_job() else None
         if job is not None:
             from runner_agent.gitlab.bundle import publish_summary
 
-            publish_summary(summary_path.name, summary, job, _warn)  # warns, never fails
+            publish_summary(summary_path.name, summary, job, warn)  # warns, never fails
     if html_path:
         from runner_agent.report.html import write_html
 

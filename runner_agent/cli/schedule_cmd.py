@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from runner_agent.cli._common import output_option, print_json, remember_secrets
+from runner_agent.cli._common import output_option, print_json, remember_secrets, seams
 from runner_agent.cli.dispatch_cmd import gitlab_options
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.gitlab import compat
-from runner_agent.gitlab.api import connect
+from runner_agent.gitlab.api import GitLabAPI, connect
 from runner_agent.gitlab.schedules import (
     create_schedule,
     delete_schedule,
@@ -22,6 +22,13 @@ from runner_agent.gitlab.schedules import (
 )
 from runner_agent.gitlab.state_store import GitLabStateStore
 from runner_agent.model.state import LocalStateStore, default_state_dir
+
+
+def _connect(project: str | None, section: str | None) -> GitLabAPI:
+    """The project's client on the command's clock. Raises InvalidInput; makes no request."""
+    return connect(
+        os.environ, project=project, section=section, retry_policy=seams().retry_policy()
+    )
 
 
 @click.group()
@@ -63,7 +70,7 @@ def schedule_create(
     if bool(every) == bool(cron_expr):
         raise InvalidInput(Problem("--every/--cron", "give exactly one of --every and --cron"))
     cron = frequency_to_cron(every, identity) if every else str(cron_expr)
-    api = connect(os.environ, project=project, section=section)
+    api = _connect(project, section)
     remember_secrets(list(api.secrets))
     takes_inputs = compat.preflight(api, "runner-agent schedule create", compat.Route.SCHEDULE)
     use_variables = use_variables or not takes_inputs
@@ -91,7 +98,7 @@ def schedule_create(
 @output_option
 def schedule_list(project: str | None, section: str | None, output: str) -> int:
     """List the project's runner-agent schedules."""
-    api = connect(os.environ, project=project, section=section)
+    api = _connect(project, section)
     compat.require_access_token(api.connection, "runner-agent schedule list")
     remember_secrets(list(api.secrets))
     found = list_schedules(api)
@@ -108,7 +115,7 @@ def schedule_list(project: str | None, section: str | None, output: str) -> int:
 @gitlab_options
 def schedule_delete(schedule_id: int, project: str | None, section: str | None) -> int:
     """Delete a schedule (done already is fine)."""
-    api = connect(os.environ, project=project, section=section)
+    api = _connect(project, section)
     compat.require_access_token(api.connection, "runner-agent schedule delete")
     remember_secrets(list(api.secrets))
     gone = delete_schedule(api, schedule_id)
@@ -151,7 +158,7 @@ def state(
         folder = state_dir or Path(os.environ.get("RUNNER_AGENT_STATE_DIR") or default_state_dir())
         found = LocalStateStore(folder).read(identity)
     else:
-        api = connect(os.environ, project=project, section=section)
+        api = _connect(project, section)
         remember_secrets(list(api.secrets))
         found = GitLabStateStore(api).read(identity)
     if found is None:

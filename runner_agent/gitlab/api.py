@@ -17,7 +17,6 @@ Every third-party exception is translated here into :class:`~runner_agent.core.e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -26,9 +25,10 @@ import gitlab.config
 import gitlab.exceptions
 import requests
 
-from runner_agent.core.errors import GitLabError, InvalidInput, Problem
+from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.redact import Redactor
 from runner_agent.gitlab import retry
+from runner_agent.gitlab.port import AmbiguousRequest, ApiError, Connection, NotFound
 from runner_agent.gitlab.retry import TRANSIENT, RetryingSession, RetryPolicy
 
 __all__ = [
@@ -41,32 +41,6 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 30.0
-
-
-class ApiError(GitLabError):
-    """GitLab answered with an error, or could not be reached."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class NotFound(ApiError):
-    """404: the object does not exist (or the token may not see it)."""
-
-
-class AmbiguousRequest(ApiError):
-    """A non-idempotent request failed after it was sent: it may or may not have taken effect."""
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where and how to reach GitLab; the token never shows in ``repr``."""
-
-    url: str
-    token: str = field(repr=False)
-    kind: str  # "private", "job" or "config"
-    source: str
 
 
 def same_gitlab(a: str, b: str) -> bool:

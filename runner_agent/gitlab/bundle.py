@@ -31,7 +31,9 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from runner_agent.core.errors import GitLabError, InvalidInput, Problem
-from runner_agent.gitlab.api import GitLabAPI, NotFound, connect
+from runner_agent.gitlab.api import connect
+from runner_agent.gitlab.port import GitLab, NotFound
+from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.model.tasks import Task, tasks_from_data
 from runner_agent.pipeline.parts import (
     API_VERSION,
@@ -181,12 +183,17 @@ def parse_bundle(
 class JobContext:
     """A GitLab job's view of its dispatch: the API (job token) and the dispatch it serves."""
 
-    api: GitLabAPI
+    api: GitLab
     dispatch_id: str | None
     job_id: str
 
 
-def job_context(environ: Mapping[str, str], api: GitLabAPI | None = None) -> JobContext | None:
+def job_context(
+    environ: Mapping[str, str],
+    api: GitLab | None = None,
+    *,
+    retry_policy: RetryPolicy | None = None,
+) -> JobContext | None:
     """The job's context when running inside a GitLab job with a job token, else None.
 
     ``RA_DISPATCH_ID`` names the dispatch (the agent project's pipeline passes it down); a
@@ -198,7 +205,8 @@ def job_context(environ: Mapping[str, str], api: GitLabAPI | None = None) -> Job
     if dispatch_id is not None:
         check_ids(dispatch_id)
     return JobContext(
-        api=api or connect(environ, project=environ.get("CI_PROJECT_ID")),
+        api=api
+        or connect(environ, project=environ.get("CI_PROJECT_ID"), retry_policy=retry_policy),
         dispatch_id=dispatch_id,
         job_id=environ.get("CI_JOB_ID", "0"),
     )
@@ -210,7 +218,7 @@ def fetch_bundle_tasks(
     *,
     environ: Mapping[str, str],
     registry: AgentRegistry | None = None,
-    api: GitLabAPI | None = None,
+    api: GitLab | None = None,
 ) -> list[Task]:
     """The plan job's first step: download the dispatch's bundle with the job token, verify it,
     validate its tasks. Raises InvalidInput (bad ids, checksum, tasks) or GitLabError."""
@@ -262,7 +270,7 @@ def publish_summary(
     return _upload(ctx, name, dump(summary), "summary", warn)
 
 
-def bundle_identities(api: GitLabAPI, dispatch_id: str) -> list[str]:
+def bundle_identities(api: GitLab, dispatch_id: str) -> list[str]:
     """The identities of a dispatch's tasks, in bundle order, once per task. Raises NotFound,
     ValueError when the file is not a bundle."""
     bundle = json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, BUNDLE_FILE))
@@ -272,7 +280,7 @@ def bundle_identities(api: GitLabAPI, dispatch_id: str) -> list[str]:
         raise ValueError(f"{BUNDLE_FILE} of dispatch {dispatch_id} is not a bundle") from exc
 
 
-def read_summary(api: GitLabAPI, dispatch_id: str, file_name: str = SUMMARY_FILE) -> dict[str, Any]:
+def read_summary(api: GitLab, dispatch_id: str, file_name: str = SUMMARY_FILE) -> dict[str, Any]:
     """A summary from the registry. Raises NotFound, or GitLabError when it is not a summary."""
     data = api.get_package_file(DISPATCH_PACKAGE, dispatch_id, file_name)
     try:
@@ -315,7 +323,7 @@ def summarize(ctx: JobContext, parts: Parts | None = None, max_parts: int = 1000
     return summary
 
 
-def _read_part(api: GitLabAPI, dispatch_id: str, file_name: str) -> list[Report]:
+def _read_part(api: GitLab, dispatch_id: str, file_name: str) -> list[Report]:
     """A part's reports; none when its collect job uploaded no summary. A report that does
     not load is left out (its task then counts as not reported)."""
     try:
@@ -325,7 +333,7 @@ def _read_part(api: GitLabAPI, dispatch_id: str, file_name: str) -> list[Report]
     return load_reports(found)
 
 
-def _read_in_order(api: GitLabAPI, dispatch_id: str, tasks: int, max_parts: int) -> list[Report]:
+def _read_in_order(api: GitLab, dispatch_id: str, tasks: int, max_parts: int) -> list[Report]:
     """Without the plan's parts: the summaries in order, up to the first missing part."""
     reports = _read_part(api, dispatch_id, SUMMARY_FILE)
     for k in range(1, max_parts + 1):

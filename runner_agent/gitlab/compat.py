@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from runner_agent.core.errors import GitLabError, InvalidInput, Problem
-from runner_agent.gitlab.api import Connection, GitLabAPI
+from runner_agent.gitlab.port import Connection, GitLab
 
 __all__ = [
     "OLDEST_SUPPORTED",
@@ -101,7 +101,7 @@ _VERSIONS: dict[str, Version] = {}
 _LOCK = threading.Lock()
 
 
-def server_version(api: GitLabAPI) -> Version:
+def server_version(api: GitLab) -> Version:
     """GitLab's version: one GET /version per process and GitLab. Raises GitLabError."""
     with _LOCK:
         known = _VERSIONS.get(api.url)
@@ -132,7 +132,7 @@ def inputs_accepted(version: Version, route: Route) -> bool:
     return version >= INPUTS_SINCE[route]
 
 
-def preflight(api: GitLabAPI, command: str, route: Route) -> bool:
+def preflight(api: GitLab, command: str, route: Route) -> bool:
     """The checks before a command's first request: the token (no request), then the version
     (one request per process). Returns whether ``route`` takes inputs. Raises InvalidInput,
     UnsupportedGitLab, GitLabError."""

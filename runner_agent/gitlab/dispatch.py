@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.core.errors import GitLabError, InvalidInput, Problem
 from runner_agent.gitlab import compat, follow
-from runner_agent.gitlab.api import GitLabAPI, connect, same_gitlab
+from runner_agent.gitlab.api import connect, same_gitlab
 from runner_agent.gitlab.bundle import BUNDLE_FILE, DISPATCH_PACKAGE, Bundle, build_bundle
 from runner_agent.gitlab.follow import (
     Child,
@@ -35,13 +35,17 @@ from runner_agent.gitlab.inflight import (
     Coalescer,
     Entry,
     FileLedger,
+    InFlight,
     Ledger,
     MemoryLedger,
-    create_once,
     default_ledger_path,
     find_by_name,
-    join_or_start,
+    lock_key,
+    read_marker,
+    write_marker,
 )
+from runner_agent.gitlab.port import AmbiguousRequest, GitLab
+from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.model.tasks import Task, check_tasks
 from runner_agent.pipeline.render import RenderOptions, render_child
 
@@ -88,7 +92,7 @@ def _process_ledger(url: str, project: str) -> MemoryLedger:
 class Dispatcher:
     """Submits tasks to one agent project and follows them. Side effects are injected."""
 
-    api: GitLabAPI
+    api: GitLab
     ledger: Ledger | None = None  # default: one ledger per project shared by the process
     mode: TriggerMode | None = None  # None: inputs where the GitLab version takes them
     trigger_token: str | None = None
@@ -105,7 +109,7 @@ class Dispatcher:
         self._mode = self.mode or TriggerMode.INPUTS
 
     @classmethod
-    def for_machine(cls, api: GitLabAPI, environ: Mapping[str, str], **kwargs: Any) -> Dispatcher:
+    def for_machine(cls, api: GitLab, environ: Mapping[str, str], **kwargs: Any) -> Dispatcher:
         """A dispatcher whose ledger is this user's in-flight file for the project (a memory
         ledger when the cache folder cannot be written)."""
         path = default_ledger_path(api.url, api.project, dict(environ))
@@ -145,9 +149,9 @@ class Dispatcher:
 
     # --- submit ---------------------------------------------------------------------------
 
-    def prepare(self, tasks: Sequence[Task]) -> None:
-        """Validate and render the tasks here, as the plan job will. Raises InvalidInput; makes
-        no request."""
+    def check(self, tasks: Sequence[Task]) -> None:
+        """Everything checked before the first request: the tasks validate together and render
+        as the plan job will render them. Raises InvalidInput; makes no request."""
         if not tasks:
             raise InvalidInput(Problem("<tasks>", "no task to dispatch"))
         problems = check_tasks(tasks)
@@ -160,18 +164,40 @@ class Dispatcher:
     ) -> Handle:
         """Start one pipeline for the tasks, or join the identical run in flight.
 
-        ``dispatch_id`` names the new run (default: a fresh id); the caller looks for a
-        pipeline of that name first when the id may have been used already.
+        In order: the checks (no request); GitLab's version, which decides inputs or
+        variables (the one request before any other); the ref (the project's default branch
+        unless given); then, under this machine's ledger lock, the runs in flight decide: join
+        the identical one, or refuse when a different one holds an identity; else upload the
+        bundle, create ONE pipeline, record the run for other machines. Identical submits
+        from threads of this process share one such call. ``dispatch_id`` names the new run
+        (default: a fresh id); the caller looks for a pipeline of that name first when the id
+        may have been used already.
 
         Raises InvalidInput before any request when the tasks are invalid; LockedError, with
         nothing triggered, when a different run for one of the identities is in flight;
         GitLabError when GitLab refuses or cannot be reached.
         """
-        self.prepare(tasks)
+        self.check(tasks)
         self._mode = self._choose_mode()  # the one check of GitLab before any other request
         bundle = build_bundle(tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id)
         key = (self.api.url, self.api.project, bundle.signature)
-        return _COALESCER.run(key, lambda: self._submit(bundle))
+        return _COALESCER.run(key, lambda: self._join_or_start(bundle))
+
+    def _join_or_start(self, bundle: Bundle) -> Handle:
+        with self._ledger.locked() as ledger:
+            inflight = InFlight(ledger, self.api, now=self.clock())
+            marker_key = lock_key(bundle.identities)
+            run = inflight.join(bundle)  # this machine's runs
+            if run is None:  # another machine's, through the project's registry
+                run = inflight.join_marker(bundle, read_marker(self.api, marker_key))
+            if run is None:
+                self.api.put_package_file(
+                    DISPATCH_PACKAGE, bundle.dispatch_id, BUNDLE_FILE, bundle.data
+                )
+                run = self._entry(bundle, self._create_pipeline(bundle))
+                write_marker(self.api, marker_key, run, self.warn)
+            inflight.record(run)
+        return _handle(run)
 
     def _choose_mode(self) -> TriggerMode:
         route = compat.Route.TRIGGER if self.trigger_token else compat.Route.CREATE
@@ -191,21 +217,36 @@ class Dispatcher:
             raise InvalidInput(Problem("--ref", "the project has no default branch: pass --ref"))
         return str(branch)
 
-    def _submit(self, bundle: Bundle) -> Handle:
-        entry = join_or_start(
-            self._ledger,
-            self.api,
-            bundle,
-            lambda: self._create(bundle),
-            finished=lambda status: to_phase(status).terminal,
-            now=self.clock(),
-            warn=self.warn,
-        )
-        return _handle(entry)
+    def _create_pipeline(self, bundle: Bundle) -> dict[str, Any]:
+        """Exactly one pipeline: when a creation failed after it was sent, look the pipeline up
+        by its name before posting again. Raises GitLabError when every round failed."""
+        name = pipeline_name(bundle.dispatch_id)
+        failure: AmbiguousRequest | None = None
+        for _ in range(self.ambiguous_rounds):
+            try:
+                return self._post(bundle)
+            except AmbiguousRequest as exc:
+                failure = exc
+                self.warn(f"warning: {exc}; looking for pipeline {name!r} before trying again")
+            found = find_by_name(self.api, name, self.sleep, self.settle)
+            if found is not None:
+                return found
+        raise GitLabError(f"could not create the pipeline: {failure}")
 
-    def _create(self, bundle: Bundle) -> Entry:
-        self.api.put_package_file(DISPATCH_PACKAGE, bundle.dispatch_id, BUNDLE_FILE, bundle.data)
-        pipeline = self._create_pipeline(bundle)
+    def _post(self, bundle: Bundle) -> dict[str, Any]:
+        if self._mode is TriggerMode.INPUTS:
+            ids: dict[str, Any] = {
+                "inputs": {"dispatch_id": bundle.dispatch_id, "checksum": bundle.checksum}
+            }
+        else:
+            ids = {
+                "variables": {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
+            }
+        if self.trigger_token:
+            return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)
+        return self.api.create_pipeline(bundle.ref, **ids)
+
+    def _entry(self, bundle: Bundle, pipeline: Mapping[str, Any]) -> Entry:
         expected = pipeline_name(bundle.dispatch_id)
         # the creation answer (Entities::Ci::Pipeline) has no name; GET .../pipelines/:id does
         named = self.api.get_pipeline(int(pipeline["id"])).get("name")
@@ -227,33 +268,9 @@ class Dispatcher:
             created=self.clock(),
         )
 
-    def _post(self, bundle: Bundle) -> dict[str, Any]:
-        if self._mode is TriggerMode.INPUTS:
-            ids: dict[str, Any] = {
-                "inputs": {"dispatch_id": bundle.dispatch_id, "checksum": bundle.checksum}
-            }
-        else:
-            ids = {
-                "variables": {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
-            }
-        if self.trigger_token:
-            return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)
-        return self.api.create_pipeline(bundle.ref, **ids)
-
-    def _create_pipeline(self, bundle: Bundle) -> dict[str, Any]:
-        """Exactly one pipeline: after an ambiguous failure, look before posting again."""
-        name = pipeline_name(bundle.dispatch_id)
-        return create_once(
-            lambda: self._post(bundle),
-            lambda: find_by_name(self.api, name, self.sleep, self.settle),
-            name=name,
-            rounds=self.ambiguous_rounds,
-            warn=self.warn,
-        )
-
     # --- follow -------------------------------------------------------------------------------
 
-    def api_for(self, handle: Handle) -> GitLabAPI:
+    def api_for(self, handle: Handle) -> GitLab:
         """The client for the handle's project. Raises InvalidInput when the handle belongs to
         another GitLab than the one configured."""
         if not same_gitlab(handle.gitlab_url, self.api.url):
@@ -283,6 +300,7 @@ def from_environ(
     section: str | None = None,
     config_files: list[str] | None = None,
     handle: Handle | None = None,
+    retry_policy: RetryPolicy | None = None,
     **options: Any,
 ) -> Dispatcher:
     """A dispatcher configured as :func:`runner_agent.gitlab.api.connect` says, for the
@@ -293,6 +311,7 @@ def from_environ(
         project=handle.project if handle else project,
         section=section,
         config_files=config_files,
+        retry_policy=retry_policy,
     )
     return Dispatcher.for_machine(api, environ, **options)
 

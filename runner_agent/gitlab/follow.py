@@ -29,8 +29,8 @@ from runner_agent.core.errors import (
     TaskFailed,
     TimedOut,
 )
-from runner_agent.gitlab.api import GitLabAPI, NotFound
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, bundle_identities, check_ids, read_summary
+from runner_agent.gitlab.port import GitLab, NotFound
 from runner_agent.gitlab.retry import within
 from runner_agent.report.model import (
     Report,
@@ -203,7 +203,7 @@ class DispatchReports:
 Progress = Callable[[DispatchStatus, float], None]
 
 
-def status(api: GitLabAPI, handle: Handle, *, children: bool = True) -> DispatchStatus:
+def status(api: GitLab, handle: Handle, *, children: bool = True) -> DispatchStatus:
     """The pipeline's phase, and its child pipelines' (one more request). Raises GitLabError."""
     pipeline = api.get_pipeline(handle.pipeline_id)
     kids: list[Child] = []
@@ -224,7 +224,7 @@ def status(api: GitLabAPI, handle: Handle, *, children: bool = True) -> Dispatch
     return DispatchStatus(handle, to_phase(state), state, web_url, tuple(kids))
 
 
-def cancel(api: GitLabAPI, handle: Handle) -> DispatchStatus:
+def cancel(api: GitLab, handle: Handle) -> DispatchStatus:
     """Cancel the pipeline and its unfinished child pipelines. GitLab answers 200 whatever the
     state, so this is harmless to repeat. Raises GitLabError."""
     api.cancel_pipeline(handle.pipeline_id)
@@ -235,7 +235,7 @@ def cancel(api: GitLabAPI, handle: Handle) -> DispatchStatus:
 
 
 def wait(
-    api: GitLabAPI,
+    api: GitLab,
     handle: Handle,
     *,
     timeout: float | None = None,
@@ -270,7 +270,7 @@ def wait(
         pause = min(max_interval, pause * 1.5)
 
 
-def reports(api: GitLabAPI, handle: Handle) -> DispatchReports:
+def reports(api: GitLab, handle: Handle) -> DispatchReports:
     """Every task's report: one request when the summary is in the registry.
 
     Raises NotFinished while the pipeline runs, TaskFailed when it ended without any report,
@@ -306,7 +306,7 @@ def reports(api: GitLabAPI, handle: Handle) -> DispatchReports:
     return DispatchReports(handle, summary, loaded, source)
 
 
-def _artifact_reports(api: GitLabAPI, pipeline_id: int, depth: int) -> list[dict[str, Any]]:
+def _artifact_reports(api: GitLab, pipeline_id: int, depth: int) -> list[dict[str, Any]]:
     """The reports in the summaries of the collect jobs below a pipeline."""
     found: list[dict[str, Any]] = []
     if depth > 0:
@@ -332,7 +332,7 @@ def _latest(found: list[Any]) -> list[Report]:
     return list(kept.values())
 
 
-def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[Any]:
+def _uploaded_reports(api: GitLab, dispatch_id: str) -> list[Any]:
     """The documents task jobs uploaded to the dispatch's package (``report-<job>[-n].json``),
     as JSON; :func:`_latest` keeps those that are reports."""
     found: list[Any] = []
@@ -345,7 +345,7 @@ def _uploaded_reports(api: GitLabAPI, dispatch_id: str) -> list[Any]:
     return found
 
 
-def _bundle_identities(api: GitLabAPI, handle: Handle) -> list[str] | None:
+def _bundle_identities(api: GitLab, handle: Handle) -> list[str] | None:
     """The identities of the dispatch's tasks, in order; None when the bundle is gone."""
     try:
         return bundle_identities(api, handle.dispatch_id)
@@ -353,7 +353,7 @@ def _bundle_identities(api: GitLabAPI, handle: Handle) -> list[str] | None:
         return None
 
 
-def _summary_reports(api: GitLabAPI, job_id: int) -> list[dict[str, Any]]:
+def _summary_reports(api: GitLab, job_id: int) -> list[dict[str, Any]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(api.download_job_artifacts(job_id)))
     except (NotFound, zipfile.BadZipFile):

@@ -1,7 +1,7 @@
 """Runs in flight: one pipeline per dispatch, identical submits joined, divergent ones refused.
 
-Exactly one pipeline per dispatch: :func:`create_once` never posts again after a creation
-request that may have taken effect before looking the pipeline up by its name.
+Exactly one pipeline per dispatch: the dispatcher never posts again after a creation request
+that may have taken effect before :func:`find_by_name` looked the pipeline up.
 
 Coalescing and locks, at three reaches:
 
@@ -32,21 +32,21 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from runner_agent.core import fs
 from runner_agent.core.errors import GitLabError, LockedError
-from runner_agent.gitlab.api import AmbiguousRequest, ApiError, GitLabAPI, NotFound
 from runner_agent.gitlab.bundle import Bundle, dump
+from runner_agent.gitlab.follow import to_phase
+from runner_agent.gitlab.port import ApiError, GitLab, NotFound
 
 __all__ = [
     "LOCK_PACKAGE",
     "Coalescer",
     "Entry",
     "FileLedger",
+    "InFlight",
     "Ledger",
     "MemoryLedger",
-    "create_once",
     "decide",
     "default_ledger_path",
     "find_by_name",
-    "join_or_start",
     "lock_key",
     "read_marker",
     "write_marker",
@@ -202,87 +202,54 @@ def ledger_entries(raw: dict[str, Any], gitlab_url: str, now: float) -> list[Ent
     return found
 
 
-class _Activity:
-    """Whether entries' pipelines still run, asking GitLab at most once per pipeline."""
+class InFlight:
+    """The runs a submit must join or yield to, read from a ledger the caller holds locked.
 
-    def __init__(self, api: GitLabAPI, finished: Callable[[str], bool]) -> None:
+    Decides only: which run an identical submit joins, or that a different one refuses it
+    (LockedError). Whether a run still goes on, GitLab says (once per pipeline, and only for
+    runs that share an identity with the submit); finished runs leave the ledger.
+    """
+
+    def __init__(self, raw: dict[str, Any], api: GitLab, *, now: float) -> None:
+        self.raw = raw
         self.api = api
-        self.finished = finished
-        self.seen: dict[tuple[str, int], bool] = {}
+        self.now = now
+        self.entries = ledger_entries(raw, api.url, now)
+        self._running: dict[tuple[str, int], bool] = {}
 
-    def __call__(self, entry: Entry) -> bool:
+    def _is_running(self, entry: Entry) -> bool:
         key = (entry.project, entry.pipeline_id)
-        if key not in self.seen:
+        if key not in self._running:
             try:
                 pipeline = self.api.for_project(entry.project).get_pipeline(entry.pipeline_id)
-                self.seen[key] = not self.finished(str(pipeline.get("status")))
+                self._running[key] = not to_phase(str(pipeline.get("status"))).terminal
             except NotFound:
-                self.seen[key] = False
-        return self.seen[key]
+                self._running[key] = False
+        return self._running[key]
 
+    def join(self, bundle: Bundle) -> Entry | None:
+        """The identical run this machine started, None when none of its runs conflicts.
+        Raises LockedError when one of them is a different run for one of the identities."""
+        joined = decide(self.entries, bundle, self._is_running, now=self.now)
+        for entry in self.entries:
+            if self._running.get((entry.project, entry.pipeline_id)) is False:
+                self.raw.pop(entry.dispatch_id, None)
+        return joined
 
-def join_or_start(
-    ledger: Ledger,
-    api: GitLabAPI,
-    bundle: Bundle,
-    start: Callable[[], Entry],
-    *,
-    finished: Callable[[str], bool],
-    now: float,
-    warn: Callable[[str], None],
-) -> Entry:
-    """The run to follow for ``bundle``: an identical run in flight (this machine's ledger
-    first, then the registry marker of its identity set), else the one ``start`` creates.
+    def join_marker(self, bundle: Bundle, marker: Entry | None) -> Entry | None:
+        """The same for the run another machine recorded for the identity set (its marker).
+        Raises LockedError."""
+        if marker is None or marker.gitlab_url != self.api.url:
+            return None
+        return decide([marker], bundle, self._is_running, now=self.now)
 
-    The ledger stays locked throughout, so runs started on this machine are serialised and
-    an identical second submit finds the first one's entry. Raises LockedError when a
-    different run for one of the identities is in flight; whatever ``start`` raises.
-    """
-    with ledger.locked() as raw:
-        active = _Activity(api, finished)
-        entries = ledger_entries(raw, api.url, now)
-        joined = decide(entries, bundle, active, now=now)
-        for entry in entries:
-            if active.seen.get((entry.project, entry.pipeline_id)) is False:
-                raw.pop(entry.dispatch_id, None)
-        if joined is None:
-            key = lock_key(bundle.identities)
-            marker = read_marker(api, key)  # the project's own registry: same project
-            if marker is not None and marker.gitlab_url == api.url:
-                joined = decide([marker], bundle, active, now=now)
-            if joined is None:
-                joined = start()
-                write_marker(api, key, joined, warn)
-        raw[joined.dispatch_id] = joined.to_dict()
-    return joined
-
-
-def create_once(
-    post: Callable[[], dict[str, Any]],
-    find: Callable[[], dict[str, Any] | None],
-    *,
-    name: str,
-    rounds: int,
-    warn: Callable[[str], None],
-) -> dict[str, Any]:
-    """Create a pipeline with ``post``; when that fails after being sent (AmbiguousRequest),
-    ``find`` it by name before posting again, so one dispatch never gets two pipelines.
-    Raises GitLabError when every round failed."""
-    last: AmbiguousRequest | None = None
-    for _ in range(rounds):
-        try:
-            return post()
-        except AmbiguousRequest as exc:
-            last = exc
-            warn(f"warning: {exc}; looking for pipeline {name!r} before trying again")
-        found = find()
-        if found is not None:
-            return found
-    raise GitLabError(f"could not create the pipeline: {last}")
+    def record(self, entry: Entry) -> None:
+        """Remember the run this submit follows, for the next submit on this machine."""
+        self.raw[entry.dispatch_id] = entry.to_dict()
 
 
 def find_by_name(
-    api: GitLabAPI, name: str, sleep: Callable[[float], None], settle: float
+    api: GitLab, name: str, sleep: Callable[[float], None], settle: float
 ) -> dict[str, Any] | None:
     """The newest pipeline named ``name``, looked for twice, after ``settle`` and twice that
     (GitLab may still be creating it). Raises GitLabError when this cannot be known."""
@@ -305,7 +272,7 @@ def find_by_name(
     return None
 
 
-def read_marker(api: GitLabAPI, key: str) -> Entry | None:
+def read_marker(api: GitLab, key: str) -> Entry | None:
     """The last run started for an identity set, by any machine; None when there is none."""
     try:
         data = api.get_package_file(LOCK_PACKAGE, key, MARKER_FILE)
@@ -317,7 +284,7 @@ def read_marker(api: GitLabAPI, key: str) -> Entry | None:
         return None
 
 
-def write_marker(api: GitLabAPI, key: str, entry: Entry, warn: Callable[[str], None]) -> None:
+def write_marker(api: GitLab, key: str, entry: Entry, warn: Callable[[str], None]) -> None:
     """Record a new run for other machines. A failure only weakens their early refusal."""
     try:
         api.put_package_file(LOCK_PACKAGE, key, MARKER_FILE, dump(entry.to_dict()))

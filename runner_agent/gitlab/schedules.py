@@ -16,6 +16,7 @@ from typing import Any
 
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.gitlab.api import GitLabAPI, NotFound
+from runner_agent.model.identity import is_identity
 
 __all__ = [
     "Schedule",
@@ -32,7 +33,6 @@ DESCRIPTION_PREFIX = "runner-agent cycle "
 # "3-59/10 * * * *"); a schedule every 5 minutes would run every 10 there.
 MIN_MINUTES = 10
 _FREQUENCY = re.compile(r"^([1-9][0-9]{0,3})([mhd])$")
-_IDENTITY = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")  # as tasks
 _TASK_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 # one cron field: *, a number or a range, each with an optional /step; comma lists of those
 _ITEM = r"(\*|[0-9]{1,2}(-[0-9]{1,2})?)(/[0-9]{1,2})?"
@@ -151,7 +151,7 @@ def create_schedule(
     Raises InvalidInput for a bad identity, task file or cron; GitLabError.
     """
     problems = []
-    if not _IDENTITY.match(identity):
+    if not is_identity(identity):
         problems.append(Problem("IDENTITY", f"{identity!r} is not a valid identity"))
     if task_file is not None and (not _TASK_FILE.match(task_file) or ".." in task_file.split("/")):
         problems.append(Problem("--task-file", f"{task_file!r} is not a path in the repository"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from runner_agent.gitlab.api import GitLabAPI, NotFound
+from runner_agent.gitlab.port import GitLab, NotFound
 from runner_agent.model.state import State, StateStore, parse_state
 
 __all__ = ["STATE_FILE", "STATE_PACKAGE", "GitLabStateStore", "state_version"]
@@ -36,7 +36,7 @@ def state_version(identity: str) -> str:
 class GitLabStateStore(StateStore):
     """A :class:`StateStore` in the generic package registry of ``api``'s project."""
 
-    def __init__(self, api: GitLabAPI) -> None:
+    def __init__(self, api: GitLab) -> None:
         self.api = api
 
     def read(self, identity: str) -> State | None:

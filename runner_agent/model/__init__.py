@@ -1,4 +1,5 @@
-"""The task model: task files, tasks and their validation, agents, placeholders, state documents.
+"""The task model: task files, tasks and their validation, the identity rule, agents, the digest
+policy, placeholders, state documents.
 
 Pure data and rules; no GitLab client, no ansible-runner.
 """

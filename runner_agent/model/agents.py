@@ -22,6 +22,7 @@ import yaml
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import shipped_roles_dir
 from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.model.taskfile import plain
 
 __all__ = ["Agent", "AgentRegistry", "Command", "check_config", "default_registry"]
 
@@ -69,19 +70,11 @@ class Agent:
             "description": self.description,
             "path": str(self.path),
             "commands": {
-                c.name: {"description": c.description, "options": _plain(c.options)}
+                c.name: {"description": c.description, "options": plain(c.options)}
                 for c in self.commands.values()
             },
             "readonly": sorted(self.readonly),
         }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _read_yaml(path: Path) -> Any:

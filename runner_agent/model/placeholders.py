@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runner_agent.model.identity import embedded, is_identity
+
 __all__ = [
     "ENV_ALLOW_VARIABLE",
     "SECRET_PREFIX",
@@ -41,7 +43,7 @@ _FORBIDDEN_NAMES = frozenset(
 _TOKEN = re.compile(r"\$(\$?)\{(env|outputs):([^}]*)\}")
 _UNCLOSED = re.compile(r"(?<!\$)\$\{(?:env|outputs):[^}]*$")  # "${env:NAME" without "}"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_OUTPUT_REF = re.compile(r"^([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*):([A-Za-z0-9_.-]+)$")
+_OUTPUT_REF = re.compile(rf"^{embedded('identity')}:(?P<key>[A-Za-z0-9_.-]+)$")
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,10 @@ def _parse(text: str) -> Iterator[tuple[re.Match[str], Placeholder | str]]:
                 yield m, Placeholder("env", body, whole=whole)
         else:
             ref = _OUTPUT_REF.match(body)
-            if not ref:
+            if not ref or not is_identity(ref["identity"]):
                 yield m, f"bad placeholder {m.group(0)!r}: expected ${{outputs:IDENTITY:KEY}}"
             else:
-                yield m, Placeholder("outputs", ref.group(1), ref.group(2), whole=whole)
+                yield m, Placeholder("outputs", ref["identity"], ref["key"], whole=whole)
     unclosed = _UNCLOSED.search(text)
     if unclosed:
         yield unclosed, f"bad placeholder {unclosed.group(0)!r}: missing the closing '}}'"

@@ -8,6 +8,7 @@ problem names the file, the document and the field.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 
 from runner_agent.core.errors import InvalidInput, Problem
 
-__all__ = ["MAX_FILE_BYTES", "MAX_NODES", "join_path", "read_documents"]
+__all__ = ["MAX_FILE_BYTES", "MAX_NODES", "join_path", "plain", "read_documents"]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # GitLab's own CI config limit; a task packet is no bigger
 MAX_NODES = 200_000  # expanded YAML nodes: refuses alias bombs before they are built
@@ -79,6 +80,15 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 def _at(mark: yaml.Mark | None) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def plain(value: Any) -> Any:
+    """A copy of read data as plain JSON-like values: dicts with string keys, lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
 
 
 def join_path(path: str, key: Any) -> str:

@@ -21,8 +21,9 @@ from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import schema_path
 from runner_agent.model.agents import AgentRegistry, check_config
 from runner_agent.model.digest import candidates
+from runner_agent.model.identity import IDENTITY_PATTERN, identity_reason
 from runner_agent.model.placeholders import Placeholder, find_placeholders, forbidden_env
-from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, read_documents
+from runner_agent.model.taskfile import MAX_FILE_BYTES, join_path, plain, read_documents
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -94,8 +95,8 @@ class Task:
             out["command"] = self.command
         if self.version is not None:
             out["version"] = self.version
-        out["config"] = _plain(self.config)
-        out["hosts"] = _plain(self.hosts)
+        out["config"] = plain(self.config)
+        out["hosts"] = plain(self.hosts)
         if self.tags:
             out["runner"] = {"tags": list(self.tags)}
         out["timeout"] = self.timeout
@@ -107,7 +108,7 @@ class Task:
         """The Ansible inventory for the task's hosts; ``localhost`` is on the local connection
         unless the inventory mapping names another."""
         if isinstance(self.hosts, Mapping):
-            inventory: dict[str, Any] = _plain(self.hosts)
+            inventory: dict[str, Any] = plain(self.hosts)
         else:
             inventory = {"all": {"hosts": {name: {} for name in self.hosts}}}
         for group in _groups(inventory):
@@ -130,14 +131,6 @@ def _groups(inventory: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             children = group.get("children")
             if isinstance(children, Mapping):
                 yield from _groups(children)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _placeholders(config: Any) -> Iterator[tuple[str, Placeholder]]:
@@ -279,8 +272,8 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(path, "must not be empty")]
     if err.validator == "pattern" and instance == "":
         return []  # minLength says it
-    if err.validator == "pattern" and schema.get("pattern") == _IDENTITY_PATTERN:
-        return [(path, f"{_clip(instance)} is not a valid identity: {_identity_reason(instance)}")]
+    if err.validator == "pattern" and schema.get("pattern") == IDENTITY_PATTERN:
+        return [(path, f"{_clip(instance)} is not a valid identity: {identity_reason(instance)}")]
     if err.validator == "pattern" and schema.get("description"):
         return [(path, f"{_clip(instance)} is not valid: {schema['description']}")]
     if err.validator == "const":
@@ -299,35 +292,6 @@ def _describe(err: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(path, f"{_clip(instance)} is not valid here: {schema.get('description', '')}")]
     message = err.message
     return [(path, message if len(message) < 300 else message[:297] + "...")]
-
-
-_IDENTITY_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$"
-_SEGMENT_CHARS = re.compile(r"[^a-z0-9._-]")
-
-
-def _identity_reason(value: str) -> str:
-    segments = value.split("/")
-    if not value:
-        return "it is empty"
-    if any(s in (".", "..") for s in segments):
-        return "'.' and '..' segments are not allowed (path traversal)"
-    if ".." in value:
-        return "'..' is not allowed (GitLab refuses it in a package version, where state lives)"
-    if value.startswith("/"):
-        return "it must not start with '/' (absolute path)"
-    if value.endswith("/"):
-        return "it must not end with '/'"
-    if "" in segments:
-        return "empty segment ('//')"
-    bad = _SEGMENT_CHARS.search(value.replace("/", ""))
-    if bad:
-        if bad.group(0).isupper():
-            return "upper-case letters are not allowed (use lower case)"
-        return (
-            f"character {bad.group(0)!r} is not allowed (lower-case letters, digits, '.', '_', '-')"
-        )
-    first = next((s for s in segments if not s[:1].isalnum()), value)
-    return f"segment {first!r} must start with a lower-case letter or digit"
 
 
 def _clip(value: Any) -> str:

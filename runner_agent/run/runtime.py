@@ -53,6 +53,7 @@ class RunContext:
     clock: Callable[[], datetime] = _now
     on_output: Callable[[str], None] | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    secrets: tuple[str, ...] = ()  # the values the tasks' ${env:} resolve to, set by run_tasks
     log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
 
 
@@ -142,7 +143,8 @@ def _lookup(task: Task, ctx: RunContext) -> Callable[[Placeholder], Any]:
 def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
     """Run tasks in order. A task after a failure of its identity, or of an identity whose
     outputs it reads, is skipped."""
-    ctx.redactor.add(resolve_env(tasks, ctx.environ))
+    ctx.secrets = tuple(resolve_env(tasks, ctx.environ))
+    ctx.redactor.add(ctx.secrets)
     check_states(tasks, ctx.store)
     broken: set[str] = set()
     reports: list[Report] = []

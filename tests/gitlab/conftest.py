@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -74,28 +72,19 @@ def run_cli(
     tmp_path: Path,
     clock: Clock,
 ) -> Callable[..., tuple[int, str, str]]:
-    """Run the CLI with the dispatch commands registered, against the fake GitLab, its
-    retries and polls sleeping on the test's clock; returns (exit code, stdout, stderr)."""
+    """Run the CLI against the fake GitLab, its retries and polls sleeping on the test's
+    clock (the CLI's seams); returns (exit code, stdout, stderr)."""
     from runner_agent.cli import main
-    from runner_agent.gitlab import api as gitlab_api
-
-    monkeypatch.setattr(
-        gitlab_api, "RetryPolicy", functools.partial(RetryPolicy, sleep=clock.sleep, now=clock)
-    )
-    made = Dispatcher.for_machine.__func__  # type: ignore[attr-defined]
-
-    def for_machine(cls: type[Dispatcher], *args: Any, **kwargs: Any) -> Dispatcher:
-        return made(cls, *args, **{"clock": clock, "sleep": clock.sleep, **kwargs})  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(Dispatcher, "for_machine", classmethod(for_machine))
+    from runner_agent.cli._common import Seams
 
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("RUNNER_AGENT_PROJECT", raising=False)
+    seams = Seams(clock=clock, sleep=clock.sleep)
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
+        code = main(list(args), seams=seams)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

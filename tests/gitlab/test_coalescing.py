@@ -11,14 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab, served
-from gitlab_helpers import Clock, RunCli, kv_task, make_tasks, write_tasks
+from gitlab_helpers import RunCli, kv_task, make_tasks, write_tasks
 
-from runner_agent.core.errors import LockedError
-from runner_agent.gitlab.api import GitLabAPI
 from runner_agent.gitlab.dispatch import Dispatcher, Handle
-from runner_agent.gitlab.inflight import FileLedger, MemoryLedger
+from runner_agent.gitlab.inflight import FileLedger
 from runner_agent.model.agents import AgentRegistry
 
 CLI = "import sys\nfrom runner_agent.cli import main\nsys.exit(main(sys.argv[1:]))\n"
@@ -45,46 +42,6 @@ def test_identical_submits_from_threads_share_one_pipeline(
     assert errors == [] and len(handles) == 8
     assert len(fake.created_pipelines()) == 1 and len(set(handles)) == 1
     assert len(fake.routed("package", "PUT")) == 2  # one bundle, one marker
-
-
-def test_a_divergent_submit_is_refused_and_triggers_nothing(
-    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
-) -> None:
-    first = dispatcher.submit(make_tasks(registry), ref="main")
-    fake.set_status(first.pipeline_id, "running")
-    before = len(fake.calls)
-    with pytest.raises(LockedError) as caught:
-        dispatcher.submit(make_tasks(registry, kv_task(command="uninstall")), ref="main")
-    assert caught.value.exit_code == 3 and first.web_url in str(caught.value)
-    assert [c.route for c in fake.calls[before:]] == ["pipeline"]  # one status check, no PUT/POST
-    assert len(fake.created_pipelines()) == 1
-    with pytest.raises(LockedError):  # an overlapping batch is divergent too
-        dispatcher.submit(make_tasks(registry, kv_task(), kv_task("acme/db")), ref="main")
-
-
-def test_a_finished_run_no_longer_blocks_or_coalesces(
-    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
-) -> None:
-    first = dispatcher.submit(make_tasks(registry), ref="main")
-    fake.set_status(first.pipeline_id, "success")
-    second = dispatcher.submit(make_tasks(registry, kv_task(command="uninstall")), ref="main")
-    fake.set_status(second.pipeline_id, "failed")
-    third = dispatcher.submit(make_tasks(registry), ref="main")
-    assert len({first.pipeline_id, second.pipeline_id, third.pipeline_id}) == 3
-
-
-def test_other_machines_join_or_are_refused_through_the_registry_marker(
-    fake: FakeGitLab, api: GitLabAPI, clock: Clock, registry: AgentRegistry
-) -> None:
-    machine_a = Dispatcher(api, ledger=MemoryLedger(), clock=clock, sleep=clock.sleep)
-    machine_b = Dispatcher(api, ledger=MemoryLedger(), clock=clock, sleep=clock.sleep)
-    first = machine_a.submit(make_tasks(registry), ref="main")
-    before = len(fake.calls)
-    assert machine_b.submit(make_tasks(registry), ref="main") == first
-    assert [c.route for c in fake.calls[before:]] == ["package", "pipeline"]  # marker, status
-    with pytest.raises(LockedError, match="pipelines/"):
-        machine_b.submit(make_tasks(registry, kv_task(command="cycle")), ref="main")
-    assert len(fake.created_pipelines()) == 1
 
 
 def test_divergent_dispatch_cli_exits_3_naming_the_pipeline(

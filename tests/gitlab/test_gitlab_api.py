@@ -162,8 +162,8 @@ def test_idempotent_requests_are_retried(
     assert len(fake.routed("pipeline")) == 3
     if fault == "429":
         assert clock.sleeps == [3.0, 3.0]  # Retry-After, not our backoff
-    else:
-        assert clock.sleeps == [0.5, 1.0]  # backoff doubles
+    else:  # a pause before each retry, not shrinking
+        assert len(clock.sleeps) == 2 and 0 < clock.sleeps[0] <= clock.sleeps[1]
 
 
 def test_within_a_deadline_no_retry_ends_after_it(
@@ -176,7 +176,7 @@ def test_within_a_deadline_no_retry_ends_after_it(
     assert clock.sleeps == []
     with within(2.0):  # a dropped connection: a short backoff still fits, so it retries
         assert api.get_pipeline(7)["status"] == "running"
-    assert clock.sleeps == [0.5]
+    assert len(clock.sleeps) == 1 and clock.sleeps[0] < 2.0
     fake.inject("GET", "pipeline", "429")
     assert api.get_pipeline(7)["status"] == "running"  # without a deadline: waits, retries
     assert clock.sleeps[-1] == 3.0
@@ -189,11 +189,11 @@ def test_a_429_that_says_not_when_waits_out_a_rate_limit_minute(
     fake.pipelines[7] = {"id": 7, "status": "running"}
     fake.inject("GET", "pipeline", "429")
     assert api.get_pipeline(7)["status"] == "running"
-    assert clock.sleeps == [pytest.approx(66.0)]  # a minute, plus jitter (the test's: 10 %)
+    assert len(clock.sleeps) == 1 and 60 <= clock.sleeps[0] <= 90  # a minute, and some jitter
     fake.inject("GET", "pipeline", *["429"] * 7)  # still refused after every wait: an error
     with pytest.raises(GitLabError, match="429"):
         api.get_pipeline(7)
-    assert len(clock.sleeps) == 1 + 6  # bounded by max_retries
+    assert len(clock.sleeps) == 1 + RetryPolicy().max_retries  # bounded
 
 
 def test_retry_after_as_an_http_date_and_ratelimit_reset(policy: RetryPolicy, clock: Clock) -> None:
@@ -214,7 +214,7 @@ def test_retries_are_bounded(fake: FakeGitLab, api: GitLabAPI, clock: Clock) -> 
     fake.inject("GET", "project", *["503"] * 10)
     with pytest.raises(ApiError, match="503"):
         api.get_project()
-    assert len(fake.calls) == 7 and len(clock.sleeps) == 6  # 1 + max_retries
+    assert len(fake.calls) == 1 + RetryPolicy().max_retries
 
 
 @pytest.mark.parametrize("fault", ["500", "500!", "502!", "503", "reset", "reset!", "timeout!"])

@@ -156,7 +156,7 @@ def test_a_lost_answer_is_looked_up_after_gitlab_had_time_to_settle(
     handle = dispatcher.submit(make_tasks(registry), ref="main")
     lookups = fake.routed("pipelines")
     assert len(lookups) == 1 and lookups[0].query["name"] == [f"runner-agent {handle.dispatch_id}"]
-    assert clock.sleeps == [1.0]  # settle, then the lookup found it
+    assert sum(clock.sleeps) >= dispatcher.settle  # settle, then the lookup found it
     assert len(fake.routed("create_pipeline")) == 1
 
 

@@ -3,102 +3,28 @@ and the CLI as a person or a script runs it against that GitLab."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gitlab"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_gitlab import CANARY_TOKEN, served
-from standin import TOOLS, Cli, GitLabStandIn, agent_project, engine_ready, stop_processes
-
-from runner_agent.gitlab.dispatch import Dispatcher
-
-FIXTURE_AGENTS = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
-
-
-def runner_environment() -> dict[str, str]:
-    """The environment of the runner's shell: no access token, nothing of an enclosing job."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CI_", "GITLAB_", "RUNNER_AGENT_")) and k != "PYTHON_GITLAB_CFG"
-    }
-    env["PATH"] = os.pathsep.join([str(TOOLS), str(Path(sys.executable).parent), env["PATH"]])
-    return env
+from harness import operator_cli, running_standin
+from standin import Cli, GitLabStandIn
 
 
 @pytest.fixture
 def standin(tmp_path: Path) -> Iterator[GitLabStandIn]:
-    """GitLab on 127.0.0.1: project acme/agents (id 42) built from the shipped template."""
-    engine_ready()
-    work = tmp_path / "runner"
-    work.mkdir()
-    # the runner's temp folder: short (mitogen's socket path), and swept after the test
-    temp = Path(tempfile.mkdtemp(prefix="ra-rt-"))
-    gitlab = GitLabStandIn(
-        project_repo=agent_project(tmp_path / "agents"),
-        workdir=work,
-        runner_env={
-            **runner_environment(),
-            "TMPDIR": str(temp),
-            # the runner's own setting (config.toml `environment`) adding the test agents
-            "RUNNER_AGENT_PATH": str(FIXTURE_AGENTS),
-        },
-        retry_after="1",
-    )
-    with served(gitlab):
-        try:
-            yield gitlab
-        finally:  # a failed test leaves no pipeline, agent or Ansible process running
-            for run in gitlab.runs.values():
-                if run.process is not None and run.process.poll() is None:
-                    os.killpg(run.process.pid, signal.SIGKILL)
-            stop_processes(str(temp), str(work))
-            gitlab.wait_idle(timeout=30)
-            shutil.rmtree(temp, ignore_errors=True)
+    with running_standin(tmp_path) as gitlab:
+        yield gitlab
 
 
 @pytest.fixture
-def cli(
-    standin: GitLabStandIn,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-) -> Cli:
-    """``runner-agent`` on the operator's machine: an access token for the stand-in."""
-    from runner_agent.cli import main
-
-    for name in list(os.environ):
-        if name.startswith(("CI_", "GITLAB_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GITLAB_URL", standin.base)
-    monkeypatch.setenv("GITLAB_TOKEN", CANARY_TOKEN)
-    monkeypatch.setenv("RUNNER_AGENT_PROJECT", "acme/agents")
-    monkeypatch.setenv("RUNNER_AGENT_PATH", str(FIXTURE_AGENTS))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    # poll every second or two (the CLI grows the pause up to a minute): a shorter test
-    original = Dispatcher.wait
-
-    def wait(self: Dispatcher, handle: Any, **options: Any) -> Any:
-        return original(self, handle, **{**options, "max_interval": 2.0})
-
-    monkeypatch.setattr(Dispatcher, "wait", wait)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def cli(standin: GitLabStandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Cli:
+    return operator_cli(standin, monkeypatch, tmp_path)
 
 
 @pytest.fixture(autouse=True)

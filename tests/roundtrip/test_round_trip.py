@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from endpoints import EtcdPrefix
 from fake_gitlab import CANARY_TOKEN
+from harness import operator_cli, running_standin
 from standin import JOB_TOKEN, Cli, GitLabStandIn
 
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE
@@ -48,55 +52,83 @@ def outcome(summary: Any) -> list[tuple[str, str, list[str]]]:
     return [(r["identity"], r["status"], r["commands_run"]) for r in summary["reports"]]
 
 
-def test_dispatch_wait_round_trip_changes_the_endpoints_and_reports_what_happened(
-    standin: GitLabStandIn, cli: Cli, etcd: EtcdPrefix, tmp_path: Path
-) -> None:
-    out = tmp_path / "out"
-    blocker = tmp_path / "blocker"
+@dataclass(frozen=True)
+class MixedRun:
+    """Two dispatches through the stand-in: a first one installs two identities, then a mixed
+    set: a version bump, an uninstall, an outputs_from chain, a custom command after the bump
+    of its identity, and one task that fails."""
+
+    standin: GitLabStandIn
+    cli: Cli
+    etcd: EtcdPrefix
+    out: Path
+    blocker: Path
+    first_code: int
+    first: Any
+    code: int
+    summary: Any
+    handle: str
+
+    def by_identity(self) -> dict[tuple[str, str], Any]:
+        return {(r["identity"], r["commands_run"][-1]): r for r in self.summary["reports"]}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory, etcd_server: str) -> Iterator[MixedRun]:
+    tmp_path = tmp_path_factory.mktemp("round-trip")
+    etcd = EtcdPrefix(etcd_server)
+    out, blocker = tmp_path / "out", tmp_path / "blocker"
     blocker.write_text("a file, so no folder can be made under it")
     web, legacy = out / "web.json", out / "legacy.json"
+    with running_standin(tmp_path) as standin, pytest.MonkeyPatch.context() as monkeypatch:
+        cli = operator_cli(standin, monkeypatch, tmp_path)
+        first_code, first, _ = dispatch_and_wait(
+            cli,
+            tmp_path,
+            "first",
+            [
+                kv_file("acme/web", web, {"port": 8080, "mode": "blue"}, version="1.0"),
+                kv_file("acme/legacy", legacy, {"OLD": "1"}),
+            ],
+        )
+        mixed = [
+            kv_file("acme/web", web, {"port": 9090, "mode": "green"}, version="1.1"),
+            {**kv_file("acme/legacy", legacy, None), "command": "uninstall"},
+            kv_etcd("acme/cache", etcd, {"ttl": "60", "size": "512"}),
+            kv_file(
+                "acme/app",
+                out / "app.json",
+                {
+                    "cache_prefix": "${outputs:acme/cache:prefix}",
+                    "cache_revision": "${outputs:acme/cache:revision}",
+                },
+                outputs_from=["acme/cache"],
+            ),
+            {**kv_file("acme/web", web, None), "command": "backup"},
+            kv_file("acme/broken", blocker / "x.json", {"a": 1}),
+        ]
+        code, summary, handle = dispatch_and_wait(cli, tmp_path, "mixed", mixed)
+        try:
+            yield MixedRun(
+                standin, cli, etcd, out, blocker, first_code, first, code, summary, handle
+            )
+        finally:
+            etcd.clear()
 
-    # a first dispatch installs two identities; their state lives in GitLab from now on
-    code, first, _ = dispatch_and_wait(
-        cli,
-        tmp_path,
-        "first",
-        [
-            kv_file("acme/web", web, {"port": 8080, "mode": "blue"}, version="1.0"),
-            kv_file("acme/legacy", legacy, {"OLD": "1"}),
-        ],
-    )
-    assert code == 0, first
-    assert outcome(first) == [
+
+def test_a_first_dispatch_installs_every_identity(mixed: MixedRun) -> None:
+    assert mixed.first_code == 0, mixed.first
+    assert outcome(mixed.first) == [
         ("acme/web", "success", ["install", "update"]),
         ("acme/legacy", "success", ["install", "update"]),
     ]
-    assert json.loads(legacy.read_text()) == {"OLD": "1"}
 
-    # then the mixed set: a version bump, an uninstall, an outputs_from chain, a custom
-    # command after the bump of its identity, and one task that fails
-    mixed = [
-        kv_file("acme/web", web, {"port": 9090, "mode": "green"}, version="1.1"),
-        {**kv_file("acme/legacy", legacy, None), "command": "uninstall"},
-        kv_etcd("acme/cache", etcd, {"ttl": "60", "size": "512"}),
-        kv_file(
-            "acme/app",
-            out / "app.json",
-            {
-                "cache_prefix": "${outputs:acme/cache:prefix}",
-                "cache_revision": "${outputs:acme/cache:revision}",
-            },
-            outputs_from=["acme/cache"],
-        ),
-        {**kv_file("acme/web", web, None), "command": "backup"},
-        kv_file("acme/broken", blocker / "x.json", {"a": 1}),
-    ]
-    code, summary, handle = dispatch_and_wait(cli, tmp_path, "mixed", mixed)
 
-    assert code == 1  # one task failed
-    assert summary["tasks"] == 6 and summary["missing"] == 0
-    assert summary["counts"] == {"success": 5, "failed": 1}
-    assert sorted(outcome(summary)) == sorted(
+def test_every_task_of_the_mixed_set_reports_what_it_ran(mixed: MixedRun) -> None:
+    assert mixed.code == 1  # one task failed
+    assert mixed.summary["tasks"] == 6 and mixed.summary["missing"] == 0
+    assert mixed.summary["counts"] == {"success": 5, "failed": 1}
+    assert sorted(outcome(mixed.summary)) == sorted(
         [
             ("acme/web", "success", ["install", "update"]),  # 1.0 -> 1.1: install again
             ("acme/legacy", "success", ["uninstall"]),
@@ -106,73 +138,85 @@ def test_dispatch_wait_round_trip_changes_the_endpoints_and_reports_what_happene
             ("acme/broken", "failed", ["install"]),
         ]
     )
-    by_identity = {(r["identity"], r["commands_run"][-1]): r for r in summary["reports"]}
-    (failure,) = summary["failed"]
-    assert failure["identity"] == "acme/broken"
-    assert failure["error"].endswith(f"{blocker / 'x.json'}: Not a directory")  # said clearly
-    broken = by_identity[("acme/broken", "install")]["commands"][0]
-    assert broken["failed_tasks"] and broken["hosts"]["localhost"]["failed"] == 1
-    assert by_identity[("acme/web", "update")]["version"] == "1.1"
+    assert mixed.by_identity()[("acme/web", "update")]["version"] == "1.1"
 
-    # the real endpoints changed as the reports say
-    assert json.loads(web.read_text()) == {"mode": "green", "port": 9090}
-    assert not legacy.exists()
-    assert etcd.get() == {"size": "512", "ttl": "60"}
-    cache = by_identity[("acme/cache", "update")]["outputs"]
-    assert json.loads((out / "app.json").read_text()) == {
-        "cache_prefix": etcd.prefix,
+
+def test_a_failed_task_says_clearly_why(mixed: MixedRun) -> None:
+    (failure,) = mixed.summary["failed"]
+    assert failure["identity"] == "acme/broken"
+    assert failure["error"].endswith(f"{mixed.blocker / 'x.json'}: Not a directory")
+    broken = mixed.by_identity()[("acme/broken", "install")]["commands"][0]
+    assert broken["failed_tasks"] and broken["hosts"]["localhost"]["failed"] == 1
+
+
+def test_the_endpoints_changed_as_the_reports_say(mixed: MixedRun) -> None:
+    assert json.loads((mixed.out / "web.json").read_text()) == {"mode": "green", "port": 9090}
+    assert not (mixed.out / "legacy.json").exists()
+    assert mixed.etcd.get() == {"size": "512", "ttl": "60"}
+    cache = mixed.by_identity()[("acme/cache", "update")]["outputs"]
+    assert json.loads((mixed.out / "app.json").read_text()) == {
+        "cache_prefix": mixed.etcd.prefix,
         "cache_revision": cache["revision"],
     }
-    backup = Path(by_identity[("acme/web", "backup")]["outputs"]["backup_path"])
+    backup = Path(mixed.by_identity()[("acme/web", "backup")]["outputs"]["backup_path"])
     assert json.loads(backup.read_text()) == {"mode": "green", "port": 9090}  # after the bump
-    assert blocker.read_text().startswith("a file")
+    assert mixed.blocker.read_text().startswith("a file")
 
-    # `reports` returns exactly that, from any process, in one request
-    calls = len(standin.calls)
-    code, again, _ = cli("reports", handle, "-o", "json")
-    assert code == 1 and json.loads(again) == summary
-    assert len(standin.calls) == calls + 1
-    code, text, _ = cli("reports", handle)
+
+def test_reports_return_the_summary_from_any_process_in_one_request(mixed: MixedRun) -> None:
+    calls = len(mixed.standin.calls)
+    code, again, _ = mixed.cli("reports", mixed.handle, "-o", "json")
+    assert code == 1 and json.loads(again) == mixed.summary
+    assert len(mixed.standin.calls) == calls + 1
+    code, text, _ = mixed.cli("reports", mixed.handle)
     assert "acme/broken" in text and "failed" in text
 
-    code, status_out, _ = cli("status", handle, "-o", "json")
+
+def test_status_shows_the_pipeline_and_its_child(mixed: MixedRun) -> None:
+    code, status_out, _ = mixed.cli("status", mixed.handle, "-o", "json")
     status = json.loads(status_out)
     assert code == 0 and status["status"] == "failed" and status["phase"] == "failed"
     assert [c["status"] for c in status["children"]] == ["failed"]
 
-    # state in the registry: the bump recorded, the uninstalled identity no longer installed
+
+def test_state_lives_in_the_package_registry(mixed: MixedRun) -> None:
     states = {
-        ver: json.loads(standin.package(STATE_PACKAGE, ver, "state.json") or b"{}")
+        ver: json.loads(mixed.standin.package(STATE_PACKAGE, ver, "state.json") or b"{}")
         for ver in ("acme+web", "acme+legacy", "acme+broken")
     }
     assert states["acme+web"]["installed_version"] == "1.1"
     assert states["acme+legacy"]["installed"] is False
     assert states["acme+broken"] == {}  # a failed install leaves no state
 
-    # one pipeline per dispatch; the agents spoke with their pipeline's job token only, and
-    # state and reports were written by them, never with the operator's token
-    assert len(standin.created_pipelines()) == 2
-    assert "GITLAB_TOKEN" not in standin.runner_env
-    job_calls = standin.job_calls()
-    assert {c.route for c in job_calls} == {"package"} and standin.refused_job_tokens == []
+
+def test_each_dispatch_starts_one_pipeline(mixed: MixedRun) -> None:
+    assert len(mixed.standin.created_pipelines()) == 2
+
+
+def test_the_agents_speak_only_with_their_pipelines_job_token(mixed: MixedRun) -> None:
+    assert "GITLAB_TOKEN" not in mixed.standin.runner_env
+    job_calls = mixed.standin.job_calls()
+    assert {c.route for c in job_calls} == {"package"} and mixed.standin.refused_job_tokens == []
     tokens = {c.headers["JOB-TOKEN"] for c in job_calls}
-    assert tokens == {run.job_token for run in standin.runs.values()}
-    operator = [c for c in standin.calls if "PRIVATE-TOKEN" in c.headers]
+    assert tokens == {run.job_token for run in mixed.standin.runs.values()}
+
+
+def test_the_operator_writes_only_the_bundle_and_the_in_flight_marker(mixed: MixedRun) -> None:
+    operator = [c for c in mixed.standin.calls if "PRIVATE-TOKEN" in c.headers]
     written = {c.path.split("/packages/generic/")[1] for c in operator if c.method == "PUT"}
     allowed = (f"{DISPATCH_PACKAGE}/", "runner-agent-locks/")  # bundle, in-flight marker
     assert written and all(w.startswith(allowed) for w in written)
     assert not [w for w in written if "/report-" in w or w.endswith("/summary.json")]
-    _assert_no_token_left(standin)
 
 
-def _assert_no_token_left(standin: GitLabStandIn) -> None:
+def test_no_token_is_left_where_the_runner_or_gitlab_keeps_things(mixed: MixedRun) -> None:
     """Neither token in what the runner kept (checkouts, logs, artifacts) or GitLab stored."""
-    for path in standin.workdir.rglob("*"):
+    for path in mixed.standin.workdir.rglob("*"):
         if path.is_file() and not path.name.endswith("-variables.yml"):
             data = path.read_bytes()
             assert CANARY_TOKEN.encode() not in data, path
             assert JOB_TOKEN.encode() not in data, path
-    for (_, _, name), versions in standin.packages.items():
+    for (_, _, name), versions in mixed.standin.packages.items():
         for data in versions:
             assert CANARY_TOKEN.encode() not in data and JOB_TOKEN.encode() not in data, name
 

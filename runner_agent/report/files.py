@@ -1,0 +1,65 @@
+"""Reports on disk: what ``run --report`` and ``--dotenv`` write, a summary, and the reports
+``collect`` reads from files and folders. Every file is replaced atomically."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner_agent.core import fs
+from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.report.model import (
+    Report,
+    dotenv,
+    junit,
+    load_report,
+    merge_reports,
+)
+
+__all__ = ["read_reports", "write_dotenv", "write_reports", "write_summary"]
+
+
+def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
+    """The summary JSON (``merge_reports``) at ``path``, folders made. Raises OSError."""
+    fs.write_text(path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_reports(path: Path, reports: Sequence[Report]) -> None:
+    """One task's report at ``path`` (a summary for several) and the JUnit XML beside it
+    (``.junit.xml``). Raises OSError."""
+    if len(reports) == 1:
+        reports[0].write(path)
+        return
+    write_summary(path, merge_reports(reports))
+    fs.write_text(path.with_name(path.name.removesuffix(".json") + ".junit.xml"), junit(reports))
+
+
+def write_dotenv(path: Path, report: Report) -> None:
+    """One task's status and outputs as a GitLab dotenv report. Raises OSError."""
+    fs.write_text(path, dotenv(report.to_dict()))
+
+
+def read_reports(paths: Sequence[Path]) -> list[Report]:
+    """Reports from files (a summary's reports too) and folders (task reports only, so a
+    summary kept beside them is not counted twice). Raises InvalidInput naming the file
+    that is not a report."""
+    files: list[tuple[Path, bool]] = []
+    for p in paths:
+        found = [(f, False) for f in sorted(p.rglob("*.json"))] if p.is_dir() else [(p, True)]
+        files.extend(found)
+    reports: list[Report] = []
+    for f, named in files:
+        try:
+            data: Any = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
+        if isinstance(data, dict) and "reports" in data and not named:
+            continue
+        items = data.get("reports", [data]) if isinstance(data, dict) else []
+        try:
+            reports.extend(load_report(item) for item in items)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(Problem(str(f), f"not a report: missing or bad {exc}")) from exc
+    return reports
