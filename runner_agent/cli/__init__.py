@@ -105,4 +105,8 @@ def _run(argv: Sequence[str] | None, seams: _common.Seams) -> int:
     except RunnerAgentError as exc:
         click.echo(f"error: {_common.redact(str(exc))}", err=True)
         return exc.exit_code
+    except OSError as exc:  # a file or folder the command was pointed at cannot be used
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"invalid: {_common.redact(where + (exc.strerror or str(exc)))}", err=True)
+        return EXIT_INVALID
     return rv if isinstance(rv, int) else 0

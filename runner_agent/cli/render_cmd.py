@@ -295,7 +295,7 @@ def dotenv_cmd(report: Path, file: Path) -> int:
     """
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
     if not isinstance(data, dict) or "identity" not in data:
         raise InvalidInput(Problem(str(report), "not the report of one task"))

@@ -165,6 +165,9 @@ def run(
         log_sections=stream and _in_gitlab_job(),
         redactor=process_redactor(),
     )
+    for written in (report_path, dotenv_path, html_path):  # unusable: say so before running
+        if written is not None:
+            fs.check_writable(written)
     to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
     try:
         reports = run_job(tasks, ctx, after=after, to=to)

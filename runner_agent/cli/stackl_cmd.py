@@ -176,7 +176,7 @@ def invocation_tasks(
 
     try:
         invocation = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as exc:
         raise InvalidInput(Problem(str(path), f"not a readable invocation: {exc}")) from None
     if not stackl_url:
         raise InvalidInput(

@@ -135,7 +135,7 @@ class Handle:
                 ref=str(data.get("ref", "")),
                 web_url=str(data.get("web_url", "")),
             )
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise InvalidInput(Problem("HANDLE", f"not a dispatch handle: {exc}")) from exc
         check_ids(handle.dispatch_id)
         return handle
@@ -147,9 +147,10 @@ def load_handle(value: str) -> Handle:
     if not text.startswith("{"):
         try:
             text = Path(value).read_text(encoding="utf-8")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+            reason = exc.strerror if isinstance(exc, OSError) else exc
             raise InvalidInput(
-                Problem("HANDLE", f"neither handle JSON nor a readable file: {exc.strerror}")
+                Problem("HANDLE", f"neither handle JSON nor a readable file: {reason}")
             ) from exc
     return Handle.decode(text)
 

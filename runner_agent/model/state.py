@@ -97,7 +97,7 @@ def parse_state(text: str | bytes, identity: str, where: str) -> State:
     holding ``identity`` itself. Raises UnreadableState naming ``where`` and the reason."""
     try:
         data: Any = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise UnreadableState(where, f"not JSON ({exc})") from exc
     error = jsonschema.exceptions.best_match(_state_validator().iter_errors(data))
     if error is not None:
@@ -118,6 +118,10 @@ class StateStore(ABC):
     @abstractmethod
     def write(self, state: State) -> None: ...
 
+    def check_writable(self) -> None:
+        """Raise when the store can be seen, before a run, not to take a write."""
+        return None
+
     @contextlib.contextmanager
     def lock(self, identity: str, command: str, wait: bool = False) -> Iterator[None]:
         """Hold the identity for ``command``; raises LockedError when another run holds it,
@@ -135,6 +139,10 @@ class LocalStateStore(StateStore):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+
+    def check_writable(self) -> None:
+        """Raises UnsafePath when the folder cannot be made or written."""
+        fs.check_writable(self.root / ".runner-agent")
 
     def _path(self, identity: str, suffix: str) -> Path:
         # the identity rule (lower-case segments, no "..", no leading "/") keeps every

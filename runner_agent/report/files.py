@@ -53,10 +53,12 @@ def read_reports(paths: Sequence[Path]) -> list[Report]:
     for f, named in files:
         try:
             data: Any = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
         if isinstance(data, dict) and "reports" in data and not named:
             continue
+        if named and not isinstance(data, dict):
+            raise InvalidInput(Problem(str(f), f"not a report: {type(data).__name__}"))
         items = data.get("reports", [data]) if isinstance(data, dict) else []
         try:
             reports.extend(load_report(item) for item in items)

@@ -35,7 +35,7 @@ def blocked_by(after: Sequence[Path]) -> str:
     for path in after:
         try:
             status = json.loads(path.read_text(encoding="utf-8")).get("status")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             return f"skipped: {path} is missing (the task before this one left no report)"
         if status != Status.SUCCESS.value:
             return f"skipped: the task before this one ended {status} ({path})"

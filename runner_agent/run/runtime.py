@@ -177,7 +177,9 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
 def check_states(tasks: Sequence[Task], store: StateStore) -> None:
     """Read the state document of every identity the tasks run or read outputs from, so a
     damaged, linked or foreign one stops the run before anything runs. Raises
-    UnreadableState (exit 2); a store that cannot answer is left to each task to report."""
+    UnreadableState (exit 2), or UnsafePath when the store cannot be written; a store that
+    cannot answer is left to each task to report."""
+    store.check_writable()
     for identity in dict.fromkeys(i for t in tasks for i in (t.identity, *t.outputs_from)):
         try:
             store.read(identity)
