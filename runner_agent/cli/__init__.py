@@ -14,7 +14,7 @@ import click
 
 from runner_agent import __version__
 from runner_agent.cli import _common
-from runner_agent.core import signals
+from runner_agent.core import redact, signals
 from runner_agent.core.errors import EXIT_INTERRUPTED, EXIT_INVALID, InvalidInput, RunnerAgentError
 
 __all__ = ["EXIT_INTERRUPTED", "cli", "main"]
@@ -80,6 +80,7 @@ def cli() -> None:
 def main(argv: Sequence[str] | None = None, *, seams: _common.Seams | None = None) -> int:
     """Run the CLI; return (and exit with) the exit code. ``seams``: the clock and sleep the
     commands use (tests pass their own; see :class:`runner_agent.cli._common.Seams`)."""
+    redact.forget()  # the secrets of an earlier call in this process are not this one's
     with signals.installed():  # SIGTERM unwinds like Ctrl-C; see runner_agent.core.signals
         code = _run(argv, seams or _common.Seams())
     if argv is None:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["MASK", "Redactor", "forms", "process"]
+__all__ = ["MASK", "Redactor", "forget", "forms", "process"]
 
 MASK = "********"
 
@@ -107,3 +107,9 @@ _PROCESS = Redactor()
 def process() -> Redactor:
     """The process-wide redactor: every secret this process learned, for what it prints."""
     return _PROCESS
+
+
+def forget() -> None:
+    """Start the process-wide redactor afresh: one CLI invocation's secrets are its own."""
+    global _PROCESS
+    _PROCESS = Redactor()
