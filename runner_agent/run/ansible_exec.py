@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from runner_agent.core import fs
 from runner_agent.core.redact import Redactor
 from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
@@ -174,11 +175,11 @@ def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
     (root / "inventory").mkdir()
     (root / "env").mkdir()
     (root / "tmp").mkdir()
-    (root / "project" / "main.yml").write_text(playbook_text(spec.agent, spec.command))
-    (root / "inventory" / "hosts.json").write_text(json.dumps(_inventory(spec.inventory)))
+    fs.write_text(root / "project" / "main.yml", playbook_text(spec.agent, spec.command))
+    fs.write_text(root / "inventory" / "hosts.json", json.dumps(_inventory(spec.inventory)))
     # ansible-runner passes a dict of extravars on the command line as JSON; a file in
     # env/extravars is passed as "-e @file" instead, so no value reaches argv
-    (root / "env" / "extravars").write_text(json.dumps(unsafe(spec.extravars)))
+    fs.write_text(root / "env" / "extravars", json.dumps(unsafe(spec.extravars)))  # 0600
 
 
 class _Collector:
