@@ -43,11 +43,12 @@ def _pipeline_options(func: F) -> F:
         click.option(
             "--max-jobs",
             type=click.IntRange(min=2),
-            default=500,
+            default=200,
             show_default=True,
             envvar="RA_MAX_JOBS",
             help="Jobs per child pipeline, the collect job included; more tasks are split "
-            "into several pipelines. GitLab.com allows 500 on Free.",
+            "into several pipelines. GitLab.com Free allows 500 jobs in all active "
+            "pipelines of a project together.",
         ),
         click.option(
             "--default-tags",

@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from runner_agent.core.errors import GitLabError, InvalidInput, Problem
 from runner_agent.gitlab.port import Connection, GitLab
+from runner_agent.pipeline.ci_schema import OLDEST_GITLAB
 
 __all__ = [
     "OLDEST_SUPPORTED",
@@ -60,8 +61,9 @@ def _v(text: str) -> Version:
 
 
 # The agent project's spec uses `type: array` inputs (runner_tags), which GitLab reads from
-# 16.11 (doc/ci/inputs/_index.md, "Input types"); older versions refuse the file.
-OLDEST_SUPPORTED = _v("16.11")
+# 16.11 (doc/ci/inputs/_index.md, "Input types"); older versions refuse the file. One number,
+# shared with the CI check of the shipped YAML (runner_agent.pipeline.ci_schema).
+OLDEST_SUPPORTED = _v(f"{OLDEST_GITLAB[0]}.{OLDEST_GITLAB[1]}")
 
 
 class Route(StrEnum):

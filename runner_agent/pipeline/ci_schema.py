@@ -8,7 +8,9 @@ name length, duplicate keys, the 2 MB file limit, at most 50 needs per job, the 
 ``trigger:include:artifact``, and resource group keys.
 
 A file with a ``spec:`` header is checked after interpolating its ``$[[ inputs.NAME ]]`` with
-the given inputs over the defaults, as GitLab does when it creates the pipeline.
+the given inputs over the defaults, as GitLab does when it creates the pipeline. The header is
+checked against the oldest GitLab runner-agent supports (:data:`OLDEST_GITLAB`), not only the
+newest schema: a key a version does not know makes that version refuse the whole file.
 """
 
 from __future__ import annotations
@@ -23,7 +25,27 @@ import yaml
 
 from runner_agent.core.errors import InvalidInput, Problem
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_NAME", "MAX_NEEDS", "interpolate", "problems", "validate_text"]
+__all__ = [
+    "HEADER_KEYS",
+    "MAX_CONFIG_BYTES",
+    "MAX_NAME",
+    "MAX_NEEDS",
+    "OLDEST_GITLAB",
+    "interpolate",
+    "problems",
+    "validate_text",
+]
+
+# The oldest GitLab runner-agent supports: the shipped spec uses `type: array` inputs, read
+# from 16.11 (doc/ci/inputs/_index.md, "Input types"). runner_agent.gitlab.compat refuses older.
+OLDEST_GITLAB = (16, 11)
+# spec: keys and the first version that accepts each (lib/gitlab/ci/config/header/spec.rb:
+# ALLOWED_KEYS = %i[inputs] until `description` came in 18.10, doc/ci/yaml/_index.md
+# #specdescription). A header key a version lacks fails the whole file there.
+HEADER_KEYS: dict[str, tuple[int, int]] = {"inputs": (15, 11), "description": (18, 10)}
+# Input types and the first version that reads each (array: 16.11, as the issue tracking this
+# rule and doc/ci/inputs/_index.md history say; the others are older than any supported one).
+INPUT_TYPES: dict[str, tuple[int, int]] = {"array": (16, 11)}
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
 MAX_NAME = 255
@@ -124,11 +146,45 @@ def interpolate(header: Mapping[str, Any], config: Any, inputs: Mapping[str, Any
     return walk(config)
 
 
-def _load(text: str, source: str, inputs: Mapping[str, Any] | None) -> Any:
+def _since(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def header_problems(
+    header: Mapping[str, Any], source: str, version: tuple[int, int] = OLDEST_GITLAB
+) -> list[Problem]:
+    """The spec: keys (and input keys) GitLab ``version`` does not accept."""
+    found = []
+    spec = header.get("spec")
+    for key in spec if isinstance(spec, Mapping) else {}:
+        since = HEADER_KEYS.get(str(key))
+        if since is None or since > version:
+            needs = f"needs GitLab {_since(since)}" if since else "is not a spec: key"
+            found.append(
+                Problem(source, f"spec:{key} {needs}; this file must load on {_since(version)}")
+            )
+    spec_inputs = spec.get("inputs") if isinstance(spec, Mapping) else None
+    for name, options in spec_inputs.items() if isinstance(spec_inputs, Mapping) else []:
+        kind = options.get("type") if isinstance(options, Mapping) else None
+        since = INPUT_TYPES.get(str(kind))
+        if since is not None and since > version:
+            found.append(
+                Problem(
+                    source,
+                    f"inputs:{name}: type {kind} needs GitLab {_since(since)}; this file must "
+                    f"load on {_since(version)}",
+                )
+            )
+    return found
+
+
+def _load(
+    text: str, source: str, inputs: Mapping[str, Any] | None, version: tuple[int, int]
+) -> Any:
     docs = list(yaml.load_all(text, Loader=_Loader))
     if len(docs) == 2 and isinstance(docs[0], dict) and set(docs[0]) == {"spec"}:
         header, config = docs
-        problems = _schema_problems(header, source)
+        problems = _schema_problems(header, source) + header_problems(header, source, version)
         if problems:
             raise InvalidInput(problems)
         try:
@@ -278,13 +334,15 @@ def problems(
     *,
     inputs: Mapping[str, Any] | None = None,
     max_jobs: int | None = None,
+    gitlab: tuple[int, int] = OLDEST_GITLAB,
 ) -> list[Problem]:
-    """Everything GitLab would refuse in this CI file; empty when it is fine."""
+    """Everything GitLab ``gitlab`` (default: the oldest supported) would refuse in this CI
+    file; empty when it is fine."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_CONFIG_BYTES:
         return [Problem(source, f"{size} bytes; GitLab reads at most {MAX_CONFIG_BYTES}")]
     try:
-        doc = _load(text, source, inputs)
+        doc = _load(text, source, inputs, gitlab)
     except yaml.YAMLError as exc:
         return [Problem(source, "not valid YAML: " + " ".join(str(exc).split()))]
     except InvalidInput as exc:
@@ -319,8 +377,9 @@ def validate_text(
     *,
     inputs: Mapping[str, Any] | None = None,
     max_jobs: int | None = None,
+    gitlab: tuple[int, int] = OLDEST_GITLAB,
 ) -> None:
     """Raise InvalidInput listing every problem :func:`problems` finds."""
-    found = problems(text, source, inputs=inputs, max_jobs=max_jobs)
+    found = problems(text, source, inputs=inputs, max_jobs=max_jobs, gitlab=gitlab)
     if found:
         raise InvalidInput(found)

@@ -191,7 +191,10 @@ def _duration(seconds: int) -> str:
 class RenderOptions:
     """How tasks become jobs. ``workdir`` is relative to the project directory jobs run in."""
 
-    max_jobs: int = 500
+    # GitLab.com Free allows 500 jobs in active pipelines per project, all pipelines together
+    # (doc/user/gitlab_com/_index.md; lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb): 200
+    # leaves room for the parent's jobs and a second dispatch beside this one
+    max_jobs: int = 200
     max_bytes: int = MAX_CONFIG_BYTES
     runner_agent_cmd: str = "runner-agent"
     workdir: str = ".runner-agent"

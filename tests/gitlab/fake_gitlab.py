@@ -171,6 +171,10 @@ class FakeGitLab:
     storage: Storage | None = None  # when set, downloads answer 302 to it (direct download)
     version: str = "18.6.0"  # what GET /version answers; older ones drop what they lack
     duplicates_allowed: bool = True  # Settings > Packages: "Allow duplicates" (generic)
+    # plan limit ci_active_jobs: jobs in a project's alive pipelines, all together; GitLab.com
+    # Free: 500 (doc/user/gitlab_com/_index.md). A pipeline whose creation would pass it fails
+    # with job_activity_limit_exceeded (lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb).
+    ci_active_jobs: int = 500
 
     # --- test helpers ---------------------------------------------------------------------
 

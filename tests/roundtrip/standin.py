@@ -75,6 +75,14 @@ class Run:
     process: subprocess.Popen[bytes] | None = None
     canceled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
+    active_jobs: int = 0  # jobs alive beside this run's, itself included, as GitLab counts them
+
+    def overlaps(self, other: Run) -> bool:
+        end = self.ended if self.ended is not None else float("inf")
+        other_end = other.ended if other.ended is not None else float("inf")
+        return self.started < other_end and other.started < end
 
 
 @dataclass
@@ -216,13 +224,63 @@ class GitLabStandIn(FakeGitLab):
         try:
             code = self._run_engine(run, body)
         finally:
+            run.ended = time.monotonic()
             run.done.set()  # also when the engine failed: the job token is invalid from now
         with self.lock:
             self._record_jobs(run)
             bridges = self.bridges.get(run.pipeline_id, [])
             failed = code != 0 or any(b["status"] == "failed" for b in bridges)
             status = "canceled" if run.canceled else ("failed" if failed else "success")
+            if self._over_active_jobs(run):
+                status = "failed"
+                self.pipelines[run.pipeline_id]["_failure_reason"] = "job_activity_limit_exceeded"
+                self._undo_uploads(run)
             self.pipelines[run.pipeline_id]["status"] = status
+
+    def _undo_uploads(self, run: Run) -> None:
+        """GitLab would not have created the pipeline that passed the limit, so none of its
+        jobs would have run: what they uploaded and kept goes (gitlab-ci-local cannot be
+        stopped at the child's creation, so the check comes after the run)."""
+        for bridge in self.bridges.get(run.pipeline_id, []):
+            child = int(bridge["downstream_pipeline"]["id"])
+            for job in self.jobs.pop(child, []):
+                self.artifacts.pop(int(job["id"]), None)
+            self.pipelines[child]["status"] = "failed"
+            bridge["status"] = bridge["downstream_pipeline"]["status"] = "failed"
+        for job in self.jobs.get(run.pipeline_id, []):
+            self.artifacts.pop(int(job["id"]), None)  # the summary job found nothing either
+        mine = [
+            c
+            for c in self.calls
+            if (c.method, c.route) == ("PUT", "package")
+            and c.headers.get("JOB-TOKEN") == run.job_token
+        ]
+        for call in mine:
+            _, _, rest = call.path.partition("/packages/generic/")
+            pkg, ver, file = rest.split("/", 2)
+            uploads = self.packages.get((pkg, ver, file), [])
+            if call.body in uploads:
+                uploads.remove(call.body)
+            if not uploads:
+                self.packages.pop((pkg, ver, file), None)
+
+    def _hierarchy_jobs(self, run: Run) -> int:
+        """Jobs and bridges of a run's pipeline and its children (alive together: the parts of
+        a split dispatch run side by side, under their still-running parent)."""
+        pipelines = [run.pipeline_id] + [
+            int(b["downstream_pipeline"]["id"]) for b in self.bridges.get(run.pipeline_id, [])
+        ]
+        jobs = sum(len(self.jobs.get(p, [])) for p in pipelines)
+        return jobs + len(self.bridges.get(run.pipeline_id, []))
+
+    def _over_active_jobs(self, run: Run) -> bool:
+        """GitLab counts, when it creates a pipeline, every job of the project's alive pipelines
+        plus the new one's (lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb). Checked when the
+        run is over, from what ran: this hierarchy and every other run alive meanwhile."""
+        others = [r for r in self.runs.values() if r is not run and r.overlaps(run)]
+        total = self._hierarchy_jobs(run) + sum(self._hierarchy_jobs(r) for r in others)
+        run.active_jobs = total
+        return total > self.ci_active_jobs
 
     def _run_engine(self, run: Run, body: dict[str, Any]) -> int:
         with self.lock:

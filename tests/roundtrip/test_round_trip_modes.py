@@ -46,3 +46,25 @@ def test_dispatch_ends_with_every_report_in_either_mode(
     assert len(standin.created_pipelines()) == 1
     sent = standin.routed("create_pipeline")[0].json()
     assert ("variables" in sent) == ("--variables" in flags)
+
+
+def test_a_dispatch_past_the_active_jobs_limit_fails_as_gitlab_fails_it(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    standin.ci_active_jobs = 5  # plan, bridge, summary + 2 task jobs and collect: 6
+    tasks = [
+        {
+            "identity": f"acme/s{n}",
+            "agent": "kv_file",
+            "config": {"path": str(tmp_path / f"{n}.json"), "values": {"n": n}},
+        }
+        for n in range(2)
+    ]
+    path = tmp_path / "tasks.yml"
+    path.write_text(yaml.safe_dump(tasks, sort_keys=False))
+    code, _, err = cli("dispatch", str(path), "--wait", "--interval", "1", "-o", "json")
+    (run,) = standin.runs.values()
+    assert run.active_jobs == 6 and code != 0 and "no task reported" in err
+    pipeline = standin.pipelines[run.pipeline_id]
+    assert pipeline["status"] == "failed"
+    assert pipeline["_failure_reason"] == "job_activity_limit_exceeded"
