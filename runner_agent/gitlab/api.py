@@ -138,6 +138,22 @@ def connect(
     return GitLabAPI(gl, str(name), conn, session)
 
 
+def _variables_refused(where: str) -> str:
+    """The project's "Minimum role to use pipeline variables" refused the request."""
+    if "/trigger/pipeline" in where:
+        return (
+            f"{where}: the project allows no one to use pipeline variables, and GitLab before "
+            "18.0 counts the trigger API's own TRIGGER_PAYLOAD as one (gitlab-org/gitlab#557381)"
+            ": dispatch without --trigger-token-env (an access token creates the pipeline with "
+            "inputs), or raise the minimum role to Developer"
+        )
+    return (
+        f"{where}: the project allows no one to use pipeline variables: dispatch without "
+        "--variables (inputs need GitLab 17.10), or raise the minimum role to Developer in "
+        "Settings > CI/CD > Variables"
+    )
+
+
 def _pkg(package: str, version: str, file_name: str) -> str:
     return "/".join(quote(part, safe="") for part in (package, version, file_name))
 
@@ -226,6 +242,8 @@ class GitLabAPI:
             msg = f"{where}: forbidden (403): the token lacks a permission here: {detail}"
         elif status == 404:
             return NotFound(f"{where}: not found (404): {detail}", 404)
+        elif status == 400 and "permissions to set pipeline variables" in detail:
+            msg = _variables_refused(where)
         elif status == 400 and "Duplicate package" in detail:
             # lib/api/generic_packages.rb answers 400 when the project refuses duplicates
             msg = (

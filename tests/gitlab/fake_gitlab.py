@@ -175,6 +175,10 @@ class FakeGitLab:
     # Free: 500 (doc/user/gitlab_com/_index.md). A pipeline whose creation would pass it fails
     # with job_activity_limit_exceeded (lib/gitlab/ci/pipeline/chain/limit/active_jobs.rb).
     ci_active_jobs: int = 500
+    # Settings > CI/CD > Variables, "Minimum role to use pipeline variables" (the API's
+    # ci_pipeline_variables_minimum_override_role); "no_one_allowed" is what the docs advise
+    # (doc/ci/variables/_index.md, "Restrict pipeline variables")
+    pipeline_variables_role: str = "developer"
 
     # --- test helpers ---------------------------------------------------------------------
 
@@ -432,8 +436,18 @@ class FakeGitLab:
         call.accepted = body
         return body
 
+    def _variables_refused(self, body: dict[str, Any], trigger: bool) -> bool:
+        """Whether the project's setting refuses this request's pipeline variables. Before 18.0
+        the trigger API adds TRIGGER_PAYLOAD as a pipeline variable to every pipeline it creates,
+        so "no one allowed" refuses every trigger (gitlab-org/gitlab#557381, fixed by !204230)."""
+        if self.pipeline_variables_role != "no_one_allowed":
+            return False
+        return bool(body.get("variables")) or (trigger and self.older_than("18.0"))
+
     def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
         body = self._accept(call, "17.10")  # doc/api/pipelines.md, "Create a new pipeline"
+        if self._variables_refused(body, trigger=False):
+            return self._error(400, "400_variables")
         pipeline = self._new_pipeline(body, self._pipeline_name(body), "api")
         pipeline["_created_by_api"] = True
         return self._ok(_created(pipeline), 201)
@@ -442,6 +456,8 @@ class FakeGitLab:
         body = self._accept(call, "17.11")  # doc/api/pipeline_triggers.md
         if body.get("token") != self.trigger_token and body.get("token") != self.job_token:
             return self._error(404, "404_pipeline")
+        if self._variables_refused(body, trigger=True):
+            return self._error(400, "400_variables")
         pipeline = self._new_pipeline(body, self._pipeline_name(body), "trigger")
         pipeline["_created_by_api"] = True
         return self._ok(_created(pipeline), 201)

@@ -126,3 +126,32 @@ def test_schedules_with_only_a_job_token_stop_before_any_request(
     _job_token_only(monkeypatch)
     code, _, err = run_cli("schedule", *args, "-p", "42")
     assert code == 2 and fake.calls == [] and "access token" in err
+
+
+@pytest.mark.parametrize(("version", "refused"), [("17.11.0", True), ("18.0.0", False)])
+def test_a_trigger_token_where_no_one_may_use_variables_fails_clearly_on_17(
+    fake: FakeGitLab,
+    run_cli: RunCli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    refused: bool,
+) -> None:
+    fake.version, fake.pipeline_variables_role = version, "no_one_allowed"
+    monkeypatch.setenv("RA_TRIGGER", fake.trigger_token)
+    tasks = str(write_tasks(tmp_path / "t.yml"))
+    code, _, err = run_cli("dispatch", tasks, "-p", "42", "--trigger-token-env", "RA_TRIGGER")
+    if refused:
+        assert code == 4 and "TRIGGER_PAYLOAD" in err and "without --trigger-token-env" in err
+        assert fake.trigger_token not in err
+    else:
+        assert code == 0, err
+
+
+def test_variables_where_no_one_may_use_them_fail_clearly(
+    fake: FakeGitLab, run_cli: RunCli, tmp_path: Path
+) -> None:
+    fake.pipeline_variables_role = "no_one_allowed"
+    tasks = str(write_tasks(tmp_path / "t.yml"))
+    code, _, err = run_cli("dispatch", tasks, "-p", "42", "--variables")
+    assert code == 4 and "without --variables" in err and "Developer" in err
