@@ -138,14 +138,41 @@ class GitLabStandIn(FakeGitLab):
     # --- pipelines --------------------------------------------------------------------------
 
     def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        refused = self._header_refused(call)
+        if refused:
+            return refused
         answer = super()._do_create_pipeline_post(m, call)
         self._start(answer, call)
         return answer
 
     def _do_trigger_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
+        refused = self._header_refused(call)
+        if refused:
+            return refused
         answer = super()._do_trigger_pipeline_post(m, call)
         self._start(answer, call)
         return answer
+
+    def _header_refused(self, call: Call) -> Answer | None:
+        """GitLab refuses a CI file whose spec: header has a key this version does not know
+        (lib/gitlab/ci/config/header/spec.rb: only `inputs`; `description` from 18.10), and the
+        API answers 400 with the error, creating nothing (lib/api/ci/pipelines.rb)."""
+        ref = (call.json() or {}).get("ref", "main")
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:.gitlab-ci.yml"],
+            cwd=self.project_repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        documents = list(yaml.safe_load_all(shown.stdout)) if shown.returncode == 0 else []
+        header = documents[0] if len(documents) == 2 and isinstance(documents[0], dict) else {}
+        allowed = {"inputs"} | (set() if self.older_than("18.10") else {"description"})
+        unknown = sorted(set(header.get("spec") or {}) - allowed)
+        if not unknown:
+            return None
+        error = f"header:spec config contains unknown keys: {', '.join(unknown)}"
+        return self._ok({"message": {"base": [error]}}, 400)
 
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         run = self.runs.get(int(m["id"]))

@@ -7,12 +7,13 @@ docs/gitlab-compat.md, "Variables into child pipelines")."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from standin import Cli, GitLabStandIn
+from standin import GIT, Cli, GitLabStandIn
 
 
 def _dispatch(cli: Cli, tmp_path: Path, tasks: list[Any], *flags: str) -> tuple[int, Any]:
@@ -68,3 +69,19 @@ def test_a_dispatch_past_the_active_jobs_limit_fails_as_gitlab_fails_it(
     pipeline = standin.pipelines[run.pipeline_id]
     assert pipeline["status"] == "failed"
     assert pipeline["_failure_reason"] == "job_activity_limit_exceeded"
+
+
+def test_a_header_key_the_gitlab_version_lacks_is_refused_at_creation(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    shipped = (standin.project_repo / ".gitlab-ci.yml").read_text()
+    described = shipped.replace("spec:\n", 'spec:\n  description: "agents"\n', 1)
+    (standin.project_repo / ".gitlab-ci.yml").write_text(described)
+    subprocess.run([*GIT, "commit", "-qam", "describe"], cwd=standin.project_repo, check=True)
+    standin.version = "18.9.0"
+    task = {"identity": "acme/h", "agent": "kv_file", "config": {"path": str(tmp_path / "h")}}
+    path = tmp_path / "tasks.yml"
+    path.write_text(yaml.safe_dump([{**task, "command": "uninstall"}]))
+    code, _, err = cli("dispatch", str(path))
+    assert code == 4 and "unknown keys: description" in err
+    assert standin.created_pipelines() == [] and standin.runs == {}
