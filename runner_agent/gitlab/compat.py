@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from runner_agent.core.errors import GitLabError, InvalidInput, Problem
@@ -41,7 +41,7 @@ __all__ = [
 class Version:
     major: int
     minor: int
-    text: str = ""
+    text: str = field(default="", compare=False)  # as GitLab wrote it; not compared
 
     @classmethod
     def parse(cls, text: str) -> Version:
