@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fake_gitlab import Storage, storage_served
 from standin import GIT, Cli, GitLabStandIn
 
 
@@ -85,3 +86,22 @@ def test_a_header_key_the_gitlab_version_lacks_is_refused_at_creation(
     code, _, err = cli("dispatch", str(path))
     assert code == 4 and "unknown keys: description" in err
     assert standin.created_pipelines() == [] and standin.runs == {}
+
+
+def test_downloads_redirected_to_object_storage_reach_it_without_any_token(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    storage = Storage()
+    with storage_served(storage):  # 127.0.0.2: another host than the GitLab on 127.0.0.1
+        standin.storage = storage
+        target = tmp_path / "r.json"
+        task = {
+            "identity": "acme/r",
+            "agent": "kv_file",
+            "config": {"path": str(target), "values": {"r": 1}},
+        }
+        code, summary = _dispatch(cli, tmp_path, [task])
+    assert (code, summary["counts"]) == (0, {"success": 1}), summary
+    assert storage.seen  # the plan job's bundle, the task job's state read, the reports
+    secret = {"private-token", "job-token", "authorization"}
+    assert not [k for headers in storage.seen for k in headers if k.lower() in secret]
