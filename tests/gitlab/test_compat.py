@@ -155,3 +155,12 @@ def test_variables_where_no_one_may_use_them_fail_clearly(
     tasks = str(write_tasks(tmp_path / "t.yml"))
     code, _, err = run_cli("dispatch", tasks, "-p", "42", "--variables")
     assert code == 4 and "without --variables" in err and "Developer" in err
+
+
+def test_a_failed_name_check_after_creation_does_not_fail_the_submit(
+    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry, warnings: list[str]
+) -> None:
+    fake.inject("GET", "pipeline", "403")  # not retried
+    handle = dispatcher.submit(make_tasks(registry), ref="main")
+    assert handle.pipeline_id == fake.created_pipelines()[0]["id"]
+    assert any("could not read the new pipeline's name" in w for w in warnings)
