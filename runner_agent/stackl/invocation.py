@@ -38,7 +38,7 @@ from typing import Any
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import AgentRegistry
 from runner_agent.model.digest import candidates
-from runner_agent.model.tasks import MAX_TIMEOUT, Task, tasks_from_data
+from runner_agent.model.tasks import DEFAULT_TIMEOUT, MAX_TIMEOUT, Task, tasks_from_data
 
 __all__ = [
     "ACTIONS",
@@ -288,7 +288,7 @@ def map_invocation(
         "agent": invocation.agent,
         "config": config,
         "hosts": _hosts(invocation, index),
-        "timeout": min(timeout or MAX_TIMEOUT, MAX_TIMEOUT),
+        "timeout": min(timeout or DEFAULT_TIMEOUT, MAX_TIMEOUT),
     }
     if command:
         item["command"] = command

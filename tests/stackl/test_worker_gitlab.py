@@ -8,14 +8,18 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.jobs import JobStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gitlab"))
 
 from fake_gitlab import CANARY_TOKEN, FakeGitLab, served
 from redis_server import RedisServer
-from stackl_helpers import core_invocation, entry, stackl_core
+from stackl_helpers import core_and_worker, core_invocation, entry, stackl_core
 from stackl_standin import StacklStandIn, stack_instance
 
 from runner_agent.gitlab.api import connect
@@ -107,3 +111,84 @@ def test_a_retried_job_follows_its_first_pipeline_and_dispatches_none(
     assert result == {**invoc, "status": "READY", "error_message": ""}
     (pipeline,) = gitlab.created_pipelines()
     assert str(pipeline["name"]).startswith("runner-agent stackl-")
+
+
+def test_a_conflicting_invocation_in_flight_is_a_failed_locked_result(
+    redis_server: RedisServer,
+    queue: str,
+    stackl: StacklStandIn,
+    registry: AgentRegistry,
+    gitlab: FakeGitLab,
+    tmp_path: Path,
+) -> None:
+    params = {"path": str(tmp_path / "web.json"), "values": {"port": 80}}
+    stackl.put(stack_instance("shop", {"web": [entry("dc1", params)]}))
+    invocations = [
+        core_invocation("create", "kv_file", "shop", "web", "dc1"),
+        core_invocation("delete", "kv_file", "shop", "web", "dc1"),
+    ]
+    settings = redis_settings(redis_server.url)
+
+    async def scenario() -> list[Any]:
+        worker = build_worker(
+            service(gitlab, stackl, registry, Stopping()),
+            queue=queue,
+            redis=settings,
+            handle_signals=False,
+            burst=True,
+            poll_delay=0.1,
+        )
+        running = asyncio.create_task(serve(worker))
+        redis = await create_pool(
+            RedisSettings(host="127.0.0.1", port=redis_server.port, password=redis_server.password)
+        )
+        try:
+            jobs = [
+                await redis.enqueue_job("invoke_automation", invoc, _queue_name=queue)
+                for invoc in invocations
+            ]
+            statuses: list[JobStatus] = []
+
+            async def one_answered() -> bool:
+                statuses[:] = [await job.status() for job in jobs if job is not None]
+                return JobStatus.complete in statuses
+
+            for _ in range(600):  # the refused one answers while the other's pipeline runs
+                if await one_answered():
+                    break
+                await asyncio.sleep(0.05)
+            (pipeline,) = gitlab.created_pipelines()
+            identity = "shop/web/kv_file/dc1"
+            finish(gitlab, pipeline, identity)
+            results = [await job.result(timeout=60) for job in jobs if job is not None]
+        finally:
+            await redis.aclose()
+        await running
+        return results
+
+    results = asyncio.run(scenario())
+
+    locked = [r for r in results if r["status"] == "FAILED"]
+    assert len(locked) == 1 and locked[0]["error_message"].startswith("locked: ")
+    assert [r["status"] for r in results if r not in locked] == ["READY"]
+    assert len(gitlab.created_pipelines()) == 1
+
+
+def test_gitlab_refusing_the_pipeline_is_a_failed_result(
+    redis_server: RedisServer,
+    queue: str,
+    stackl: StacklStandIn,
+    registry: AgentRegistry,
+    gitlab: FakeGitLab,
+    tmp_path: Path,
+) -> None:
+    params = {"path": str(tmp_path / "web.json"), "values": {"port": 80}}
+    stackl.put(stack_instance("shop", {"web": [entry("dc1", params)]}))
+    invoc = core_invocation("create", "kv_file", "shop", "web", "dc1")
+    gitlab.inject("POST", "create_pipeline", "403")
+    worker_service = service(gitlab, stackl, registry, Stopping())
+
+    (result,) = asyncio.run(core_and_worker(redis_server, queue, worker_service, [invoc]))
+
+    assert result["status"] == "FAILED" and result["error_message"].startswith("GitLab: ")
+    assert "403" in result["error_message"]
