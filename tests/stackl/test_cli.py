@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from endpoints import free_port
 from stackl_helpers import core_invocation
 from stackl_standin import StacklStandIn
 
@@ -64,3 +65,24 @@ def test_stackl_serve_refuses_a_redis_url_that_is_not_one(
     )
 
     assert code == 2 and "--redis" in err
+
+
+def test_stackl_serve_says_when_redis_cannot_be_reached(
+    stackl: StacklStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"redis://:pw-CANARY@127.0.0.1:{free_port()}/0"
+
+    code, _, err = run(
+        capsys,
+        "stackl",
+        "serve",
+        "--queue",
+        "q",
+        "--redis",
+        url,
+        "--stackl",
+        stackl.base,
+        "--local",
+    )
+
+    assert code == 4 and "Redis at 127.0.0.1:" in err and "pw-CANARY" not in err
