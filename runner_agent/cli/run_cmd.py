@@ -18,6 +18,7 @@ from runner_agent.cli._common import (
     seams,
     warn,
 )
+from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.redact import process as process_redactor
 from runner_agent.model.agents import default_registry
