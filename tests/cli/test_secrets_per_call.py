@@ -16,11 +16,11 @@ FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
 def test_a_later_call_is_not_masked_with_an_earlier_calls_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("RA_TEST_SECRET", "e")
+    monkeypatch.setenv("RA_SECRET_TEST", "e")
     task = {
         "identity": "pc/probe",
         "agent": "probe",
-        "config": {"message": "${env:RA_TEST_SECRET}"},
+        "config": {"message": "${env:RA_SECRET_TEST}"},
     }
     (tmp_path / "t.yml").write_text(yaml.safe_dump(task))
     agents = ["--agents-path", str(FIXTURE_AGENTS)]
