@@ -10,7 +10,9 @@ export PATH := $(CURDIR)/$(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup demo test lint typecheck unit bench wheel-check clean
 
-setup: $(VENV)/.stamp .state/system.stamp $(TOOLS)/gitlab-ci-local
+ANSIBLE_TEST_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+
+setup: $(VENV)/.stamp .state/system.stamp $(TOOLS)/gitlab-ci-local $(ANSIBLE_TEST_PIP)
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +20,24 @@ $(VENV)/.stamp: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# etcd (a real K/V endpoint), rsync (gitlab-ci-local needs it) and redis-server (STACKL's
-# queue, for the STACKL worker's tests) from Debian's packages.
+# etcd (a real K/V endpoint), rsync (gitlab-ci-local needs it), redis-server (STACKL's queue
+# and the kv_redis agent's endpoint) from Debian's packages; openssl makes the tests' certificates.
 .state/system.stamp:
 	@mkdir -p .state
-	if ! command -v etcd >/dev/null || ! command -v rsync >/dev/null || ! command -v redis-server >/dev/null; then \
+	if ! command -v etcd >/dev/null || ! command -v rsync >/dev/null \
+	  || ! command -v redis-server >/dev/null || ! command -v openssl >/dev/null; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server rsync redis-server >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq etcd-server rsync \
+	    redis-server openssl >/dev/null; \
 	fi
 	touch $@
+
+# ansible-test (sanity on the agents' collection) first fetches a pip bootstrap script, which
+# cannot be downloaded here; one running ensurepip lets it go on with the package index. The
+# name is the pip version ansible-test 2.19 pins (ansible_test/_internal/python_requirements.py).
+$(ANSIBLE_TEST_PIP):
+	mkdir -p $(@D)
+	printf 'import ensurepip\nensurepip.bootstrap(upgrade=True)\n' > $@
 
 # gitlab-ci-local runs on Node 22 (it crashes on Node 20), both from the npm registry.
 $(TOOLS)/gitlab-ci-local: tools/package.json

@@ -73,17 +73,18 @@ options:
   password:
     type: str
     description: The user's password. Never logged.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    description: Reads and compares; writes nothing.
   diff_mode:
     support: full
-    description: The keys before and after, one C(key = value) per line.
+    details: The keys before and after, one C(key = value) per line.
   platform:
     platforms: posix
-    description: Runs where the play runs it (usually V(localhost)) and talks HTTP to etcd.
 notes:
+  - Run it on one host (usually V(localhost)); it talks HTTP to etcd from there.
   - The JSON gateway is described in etcd's Documentation/dev-guide/api_grpc_gateway.md; the
     error texts come from its api/v3rpc/rpctypes/error.go.
 """

@@ -54,7 +54,6 @@ options:
     description: Folder for backups, as an absolute path (default the file's folder); never expanded.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.files
   - ansible.builtin.files
 attributes:
   check_mode:
@@ -63,8 +62,6 @@ attributes:
     support: full
   platform:
     platforms: posix
-  safe_file_operations:
-    support: full
 """
 
 EXAMPLES = r"""
