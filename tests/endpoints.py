@@ -27,6 +27,7 @@ __all__ = [
     "Certificates",
     "EtcdPrefix",
     "EtcdServer",
+    "RedisServer",
     "etcd_binary",
     "etcd_call",
     "etcd_delete_prefix",
@@ -36,6 +37,7 @@ __all__ = [
     "free_port",
     "make_certificates",
     "start_etcd",
+    "start_redis",
 ]
 
 
@@ -329,3 +331,82 @@ class EtcdPrefix:
     def clear(self) -> None:
         with contextlib.suppress(OSError):
             etcd_delete_prefix(self.endpoint, self.prefix)
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server on 127.0.0.1; ``stop()`` ends it and removes its folder."""
+
+    url: str
+    port: int
+    password: str | None
+    process: subprocess.Popen[bytes]
+    folder: Path
+
+    def client(self, user: str | None = None, password: str | None = None, db: int = 0) -> Any:
+        """A redis-py client (an independent check of what the agent wrote)."""
+        import redis
+
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            db=db,
+            username=user,
+            password=password if user else (password or self.password),
+            decode_responses=True,
+            socket_timeout=5,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_redis(
+    password: str | None = None, users: tuple[str, ...] = (), timeout: float = 20
+) -> RedisServer:
+    """Start Debian's redis-server on a free port with no persistence. ``password`` becomes the
+    default user's (requirepass); each of ``users`` is an ACL rule line ("name on >pw ~* +@read",
+    https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/)."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).is_file():
+        raise RuntimeError("redis-server is not installed: `make setup` installs Debian's package")
+    folder = Path(tempfile.mkdtemp(prefix="runner-agent-redis-"))
+    port = free_port()
+    lines = [
+        f"port {port}",
+        "bind 127.0.0.1",
+        f"dir {folder}",
+        'save ""',
+        "appendonly no",
+        "daemonize no",
+        'logfile ""',
+    ]
+    if password:
+        lines.append(f"requirepass {json.dumps(password)}")  # quoted: redis.conf splits on spaces
+    lines.extend(f"user {rule}" for rule in users)
+    config = folder / "redis.conf"
+    config.write_text("\n".join(lines) + "\n")
+    with open(folder / "redis.log", "wb") as log:
+        process = subprocess.Popen(
+            [binary, str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, password, process, folder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
+                    return server
+        except OSError:
+            time.sleep(0.05)
+    log = (folder / "redis.log").read_text(errors="replace")
+    server.stop()
+    raise RuntimeError(f"redis-server did not start; its log:\n{log[-3000:]}")
