@@ -27,6 +27,7 @@ __all__ = [
     "Certificates",
     "EtcdPrefix",
     "EtcdServer",
+    "JsonServer",
     "RedisServer",
     "etcd_binary",
     "etcd_call",
@@ -37,6 +38,7 @@ __all__ = [
     "free_port",
     "make_certificates",
     "start_etcd",
+    "start_json_server",
     "start_redis",
 ]
 
@@ -410,3 +412,73 @@ def start_redis(
     log = (folder / "redis.log").read_text(errors="replace")
     server.stop()
     raise RuntimeError(f"redis-server did not start; its log:\n{log[-3000:]}")
+
+
+TOOLS_BIN = Path(__file__).resolve().parents[1] / "tools" / "node_modules" / ".bin"
+
+
+@dataclass
+class JsonServer:
+    """json-server (npm, typicode/json-server 0.17) on 127.0.0.1: a REST API over db.json, the
+    common "config service" shape: GET/PUT/PATCH/DELETE /<collection>/<id>."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    folder: Path
+
+    def get(self, path: str) -> Any:
+        """The JSON at ``path``, or None when the server answers 404."""
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=5) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_json_server(db: dict[str, Any], timeout: float = 30) -> JsonServer:
+    """Start json-server on a free port over a db.json holding ``db``."""
+    binary = TOOLS_BIN / "json-server"
+    if not binary.is_file():
+        raise RuntimeError("json-server is not installed: `make setup` installs it into tools/")
+    folder = Path(tempfile.mkdtemp(prefix="runner-agent-json-server-"))
+    (folder / "db.json").write_text(json.dumps(db))
+    port = free_port()
+    env = {**os.environ, "PATH": f"{TOOLS_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(folder / "json-server.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(binary), "--host", "127.0.0.1", "--port", str(port), "--quiet", "db.json"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    server = JsonServer(f"http://127.0.0.1:{port}", process, folder)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(server.base + "/db", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    log_text = (folder / "json-server.log").read_text(errors="replace")
+    server.stop()
+    raise RuntimeError(f"json-server did not start; its log:\n{log_text[-3000:]}")

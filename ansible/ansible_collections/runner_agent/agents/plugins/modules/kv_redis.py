@@ -17,8 +17,8 @@ DOCUMENTATION = r"""
 module: kv_redis
 short_description: Write, remove or read a key/value packet kept in one Redis hash
 description:
-  - The packet lives in one hash at O(key): nested values flatten to fields V(a/b); strings are
-    stored as they are, other values as compact JSON.
+  - "The packet lives in one hash at O(key): nested values flatten to fields V(a/b); strings are
+    stored as they are, other values as compact JSON."
   - Reads the hash in one pipelined round trip, then writes only the fields that differ (and
     deletes the others when O(prune)) in one MULTI/EXEC transaction, under WATCH, so a
     concurrent change makes the write fail rather than be lost.
@@ -239,7 +239,7 @@ class Connection(object):
         """The replies to ``commands`` (error replies as ReplyError values), in one exchange."""
         self.sock.sendall(b"".join(encode_command(*c) for c in commands))
         self.round_trips += 1
-        return [self._reply() for _ in commands]
+        return [self._reply() for command in commands]
 
     def _line(self):
         while b"\r\n" not in self.buffer:
@@ -273,7 +273,7 @@ class Connection(object):
             return None if size < 0 else self._exactly(size)
         if kind == b"*":
             count = int(rest)
-            return None if count < 0 else [self._reply() for _ in range(count)]
+            return None if count < 0 else [self._reply() for index in range(count)]
         raise RedisError("unexpected reply from the server: %r" % line[:40])
 
     def close(self):
@@ -285,7 +285,7 @@ class Connection(object):
 
 def connect(url, timeout=10, tls=None):
     """A Connection to the URL's server (TLS for rediss://). Raises RedisError."""
-    scheme, host, port, _ = parse_url(url)
+    scheme, host, port = parse_url(url)[:3]
     tls = tls or {}
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -321,7 +321,7 @@ class Client(object):
 
     def __init__(self, url, timeout=10, tls=None, user=None, password=None):
         self.url = url
-        _, _, _, self.db = parse_url(url)
+        self.db = parse_url(url)[3]
         self.timeout = timeout
         self.tls = tls
         self.user = user
