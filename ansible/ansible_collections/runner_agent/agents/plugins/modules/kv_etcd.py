@@ -174,7 +174,7 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import open_url
+from ansible_collections.runner_agent.agents.plugins.module_utils.http import HTTP
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
@@ -293,7 +293,7 @@ UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSEr
 
 
 class Client(object):
-    """Minimal etcd v3 JSON gateway client over Ansible's open_url (TLS, client certificates),
+    """Minimal etcd v3 JSON gateway client over Ansible's Request (TLS, client certificates),
     with etcd's token authentication."""
 
     def __init__(self, endpoints, timeout=10, tls=None, user=None, password=None):
@@ -307,8 +307,7 @@ class Client(object):
         if user and password is None:
             raise ValueError("user needs a password")
         self.endpoints = [e.rstrip("/") for e in endpoints]
-        self.timeout = timeout
-        self.tls = dict(tls or {})
+        self.http = HTTP(timeout, **(tls or {}))
         self.user = user
         self.password = password
         self.token = None
@@ -322,19 +321,8 @@ class Client(object):
         if token:
             headers["Authorization"] = token  # etcd's gateway takes the bare token
         self.requests += 1
-        response = open_url(
-            endpoint + path,
-            data=json.dumps(body).encode("utf-8"),
-            headers=headers,
-            method="POST",
-            timeout=self.timeout,
-            validate_certs=self.tls.get("validate_certs", True),
-            ca_path=self.tls.get("ca_cert"),
-            client_cert=self.tls.get("client_cert"),
-            client_key=self.tls.get("client_key"),
-            follow_redirects="none",
-            use_netrc=False,
-        )
+        response = self.http.open("POST", endpoint + path, json.dumps(body).encode("utf-8"),
+                                  headers)
         try:
             return json.loads(response.read().decode("utf-8") or "{}")
         finally:

@@ -6,7 +6,7 @@
 GET reads the document (and its ETag); only when it differs is it written, with PUT (the whole
 document) or PATCH (a JSON merge patch of the top-level keys that differ, RFC 7396), and with
 If-Match when the server gave an ETag, so a concurrent edit is a conflict (412), not a lost
-update (RFC 9110 sections 8.8.3 and 13.1.1). Standard library and Ansible's open_url only.
+update (RFC 9110 sections 8.8.3 and 13.1.1). Standard library and Ansible's Request only.
 """
 
 from __future__ import annotations
@@ -156,10 +156,10 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import open_url
+from ansible_collections.runner_agent.agents.plugins.module_utils.http import HTTP
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
 
-UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError)
+UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError)
 REASONS = {
     401: "the token is missing or not accepted",
     403: "the token may not do this",
@@ -215,8 +215,7 @@ def render_state(flat):
 class Client(object):
     def __init__(self, url, timeout=10, tls=None, token=None, headers=None):
         self.url = url
-        self.timeout = timeout
-        self.tls = dict(tls or {})
+        self.http = HTTP(timeout, **(tls or {}))
         self.token = token
         self.headers = dict(headers or {})
         self.requests = 0
@@ -236,13 +235,7 @@ class Client(object):
             headers["If-Match"] = etag
         self.requests += 1
         try:
-            response = open_url(
-                self.url, data=data, headers=headers, method=method, timeout=self.timeout,
-                validate_certs=self.tls.get("validate_certs", True),
-                ca_path=self.tls.get("ca_cert"), client_cert=self.tls.get("client_cert"),
-                client_key=self.tls.get("client_key"), follow_redirects="none",
-                use_netrc=False,
-            )
+            response = self.http.open(method, self.url, data=data, headers=headers)
         except HTTPError as exc:
             self.status = exc.code
             try:
