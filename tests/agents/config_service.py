@@ -1,7 +1,7 @@
 """A small config service of the tests' own, for what json-server does not do: ETags enforced
 on writes (If-Match, RFC 9110 sections 8.8.3 and 13.1.1; 428 Precondition Required when a write
 of an existing document lacks it, RFC 6585 section 3), a bearer token, concurrent edits, and
-error answers (401, 404, 409, 500, a body that is not JSON).
+error answers (401, 404, 409, 500, a body that is not JSON, a redirect).
 
 Stricter than most real services on purpose: a module that forgets If-Match fails here.
 """
@@ -59,6 +59,12 @@ def _handler(service: ConfigService) -> type[BaseHTTPRequestHandler]:
                 return True
             if self.path == "/not-json":
                 self._send(200, b"<html>a login page</html>")
+                return True
+            if self.path == "/moved":  # a redirect that would carry the token elsewhere
+                self.send_response(302)
+                self.send_header("Location", "/web")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return True
             return False
 

@@ -170,6 +170,14 @@ def test_a_body_that_is_not_json_is_a_clear_failure(service: ConfigService, tmp_
     assert result["msg"] == f"GET {service.base}/not-json answered 200 with a body that is not JSON"
 
 
+def test_a_redirect_is_not_followed(service: ConfigService, tmp_path: Path) -> None:
+    service.documents["/web"] = {"port": 1}
+    result = _module(_doc(service, "/moved", values={"port": 2}), tmp_path)
+    assert result["failed"] is True and result["status"] == 302
+    assert [path for _, path, _ in service.requests] == ["/moved"]
+    assert service.documents["/web"] == {"port": 1}
+
+
 def test_a_wrong_token_fails_and_is_never_shown(service: ConfigService, tmp_path: Path) -> None:
     service.documents["/web"] = {"port": 1}
     result = _module(_doc(service, "/web", values={"port": 2}, token="wrong-token"), tmp_path)
