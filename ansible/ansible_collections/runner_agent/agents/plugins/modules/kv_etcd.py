@@ -174,7 +174,7 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible_collections.runner_agent.agents.plugins.module_utils.http import HTTP
+from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops

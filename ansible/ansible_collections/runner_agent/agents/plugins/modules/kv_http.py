@@ -156,7 +156,7 @@ from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible_collections.runner_agent.agents.plugins.module_utils.http import HTTP
+from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
 
 UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError)
