@@ -9,7 +9,7 @@ import pytest
 from runner_agent.model.agent_docs import BEGIN, END, config_reference, update_blocks
 from runner_agent.model.agents import Agent, Command, default_registry
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "agents.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "agents.md"
 SHIPPED = [a for a in default_registry([]) if "ansible_collections" in str(a.path)]
 
 
