@@ -20,7 +20,7 @@ from runner_agent.model.tasks import tasks_from_data
 from runner_agent.report.model import Report, Status
 from runner_agent.run.runtime import RunContext, run_tasks
 
-REDIS_PASSWORD = "redis-Pa55-word"
+RA_SECRET_REDIS_PASSWORD = "redis-Pa55-word"
 ETCD_ROOT = "root-Pa55-word"
 WRITER = "writer-Pa55-word"
 TOKEN = "http-t0ken-value"
@@ -28,7 +28,7 @@ TOKEN = "http-t0ken-value"
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = start_redis(REDIS_PASSWORD)
+    server = start_redis(RA_SECRET_REDIS_PASSWORD)
     yield server
     server.stop()
 
@@ -60,15 +60,15 @@ def test_kv_redis_installs_with_its_password_from_the_environment(
         "config": {
             "url": redis_server.url,
             "key": key,
-            "password": "${env:REDIS_PASSWORD}",
+            "password": "${env:RA_SECRET_REDIS_PASSWORD}",
             "values": {"port": 8080, "db": {"pool": 10}},
         },
     }
-    (report,) = _run(tmp_path, {"REDIS_PASSWORD": REDIS_PASSWORD}, task)
+    (report,) = _run(tmp_path, {"RA_SECRET_REDIS_PASSWORD": RA_SECRET_REDIS_PASSWORD}, task)
     assert report.status is Status.SUCCESS, report.error
     assert report.outputs["key"] == key and report.outputs["keys"] == 2
     assert redis_server.client().hgetall(key) == {"port": "8080", "db/pool": "10"}
-    assert REDIS_PASSWORD not in json.dumps(report.to_dict(results=True))
+    assert RA_SECRET_REDIS_PASSWORD not in json.dumps(report.to_dict(results=True))
 
 
 def test_a_wrong_etcd_password_is_a_failed_report_naming_the_endpoint(
@@ -83,11 +83,11 @@ def test_a_wrong_etcd_password_is_a_failed_report_naming_the_endpoint(
             "endpoint": auth_etcd.endpoint,
             "prefix": scoped.prefix,
             "user": "writer",
-            "password": "${env:ETCD_PASSWORD}",
+            "password": "${env:RA_SECRET_ETCD_PASSWORD}",
             "values": {"port": 8080},
         },
     }
-    (report,) = _run(tmp_path, {"ETCD_PASSWORD": "not-the-password"}, task)
+    (report,) = _run(tmp_path, {"RA_SECRET_ETCD_PASSWORD": "not-the-password"}, task)
     assert report.status is Status.FAILED
     text = json.dumps(report.to_dict(results=True))
     assert f"etcd {auth_etcd.endpoint} refused user 'writer'" in text
@@ -104,11 +104,11 @@ def test_a_concurrent_edit_of_a_document_is_a_failed_report(tmp_path: Path) -> N
             "agent": "kv_http",
             "config": {
                 "url": service.base + "/web",
-                "token": "${env:CONFIG_TOKEN}",
+                "token": "${env:RA_SECRET_CONFIG_TOKEN}",
                 "values": {"port": 2},
             },
         }
-        (report,) = _run(tmp_path, {"CONFIG_TOKEN": TOKEN}, task)
+        (report,) = _run(tmp_path, {"RA_SECRET_CONFIG_TOKEN": TOKEN}, task)
         assert report.status is Status.FAILED
         text = json.dumps(report.to_dict(results=True))
         assert "conflict" in text and service.base + "/web" in text and TOKEN not in text
