@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import json
+import math
 import os
 import re
 from abc import ABC, abstractmethod
@@ -92,11 +93,24 @@ def valid_identity(identity: str) -> bool:
     return len(identity) <= 200 and _identity_rule().fullmatch(identity) is not None
 
 
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of a number's range")
+    return value
+
+
 def parse_state(text: str | bytes, identity: str, where: str) -> State:
     """The state document in ``text``, checked against model/schemas/state.schema.json and
     holding ``identity`` itself. Raises UnreadableState naming ``where`` and the reason."""
     try:
-        data: Any = json.loads(text)
+        # NaN and Infinity are not JSON (RFC 8259, section 6): Python reads them, and 1e400 as
+        # inf, then `state -o json` would print them back as text no JSON reader accepts
+        data: Any = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise UnreadableState(where, f"not JSON ({exc})") from exc
     error = jsonschema.exceptions.best_match(_state_validator().iter_errors(data))
