@@ -22,6 +22,7 @@ from runner_agent.gitlab.schedules import (
 )
 from runner_agent.gitlab.state_store import GitLabStateStore
 from runner_agent.model.state import LocalStateStore, default_state_dir
+from runner_agent.report.model import printable
 
 
 def _connect(project: str | None, section: str | None) -> GitLabAPI:
@@ -166,12 +167,19 @@ def state(
     if output == "json":
         print_json(found.to_dict())
         return 0
+    # a document's text is anyone's who can write state (any job of the project, in GitLab):
+    # escaped like the table, so it cannot move the cursor, retitle the terminal or fake a line
     click.echo(
-        f"{found.identity}: agent {found.agent or '-'}, installed {found.installed_version or 'no'}"
+        printable(
+            f"{found.identity}: agent {found.agent or '-'}, "
+            f"installed {found.installed_version or 'no'}"
+        )
     )
     click.echo(
-        f"last: {found.last_command or '-'} {found.last_status or ''} at {found.updated or '-'}"
+        printable(
+            f"last: {found.last_command or '-'} {found.last_status or ''} at {found.updated or '-'}"
+        )
     )
     for key, value in sorted(found.outputs.items()):
-        click.echo(f"  {key} = {json.dumps(value)}")
+        click.echo(f"  {printable(key)} = {json.dumps(value)}")
     return 0

@@ -143,3 +143,33 @@ def test_a_damaged_document_in_gitlab_is_unreadable_too(kind: str) -> None:
     assert str(caught.value).startswith(
         "unreadable state document: package registry runner-agent-state/acme+web/state.json: "
     )
+
+
+def test_a_document_with_a_non_finite_number_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "acme" / "web.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"identity": "acme/web", "outputs": {"a": 1e400, "b": NaN}}')
+    with pytest.raises(UnreadableState, match="not JSON"):
+        LocalStateStore(tmp_path / "state").read("acme/web")
+
+
+def test_state_shows_a_document_s_control_and_bidi_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _store_with(
+        tmp_path,
+        "acme/web",
+        {
+            "identity": "acme/web",
+            "agent": "kv\u202efile",
+            "last_command": "\x1b]0;owned\x07",
+            "last_status": "success\nfake: line",
+            "outputs": {"k\x1b[2J": "v"},
+        },
+    )
+    code = main(["state", "acme/web", "--state-dir", str(tmp_path / "state")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert not any(ch in out for ch in "\x1b\x07\u202e")
+    assert out.count("\n") == 3  # two lines and one output: no line of the document's own
+    assert "\\x1b]0;owned\\x07" in out
