@@ -58,6 +58,28 @@ def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
     return publish
 
 
+def _check_outputs(report: Path | None, dotenv: Path | None, html: Path | None) -> None:
+    """Refuse, before anything runs, an output path that cannot be written (the JUnit file
+    beside the report included) or that two outputs share (one would overwrite the other)."""
+    named: dict[str, Path | None] = {
+        "--report": report,
+        "--report's JUnit file": (
+            report.with_name(report.name.removesuffix(".json") + ".junit.xml") if report else None
+        ),
+        "--dotenv": dotenv,
+        "--html": html,
+    }
+    seen: dict[Path, str] = {}
+    for option, path in named.items():
+        if path is None:
+            continue
+        fs.check_writable(path)
+        where = path.parent.resolve() / path.name
+        if where in seen:
+            raise InvalidInput(Problem(option, f"{path} is also {seen[where]}'s path"))
+        seen[where] = option
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -166,9 +188,7 @@ def run(
         log_sections=stream and _in_gitlab_job(),
         redactor=process_redactor(),
     )
-    for written in (report_path, dotenv_path, html_path):  # unusable: say so before running
-        if written is not None:
-            fs.check_writable(written)
+    _check_outputs(report_path, dotenv_path, html_path)
     to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
     try:
         reports = run_job(tasks, ctx, after=after, to=to)

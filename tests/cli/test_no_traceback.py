@@ -171,3 +171,24 @@ def test_run_with_an_unusable_report_path_runs_nothing(
     code, err = _check(WRITERS["run --report"](tmp, str(tmp / "link")), tmp, capsys)
     assert code == 2 and "symbolic link" in err
     assert not (tmp / "state" / "nt" / "probe.json").exists()
+
+
+def test_run_with_a_link_at_the_report_s_junit_file_runs_nothing(
+    tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "r.junit.xml").symlink_to(tmp / "victim")
+    code, err = _check(WRITERS["run --report"](tmp, str(tmp / "out" / "r.json")), tmp, capsys)
+    assert code == 2 and "r.junit.xml" in err and "symbolic link" in err
+    assert not (tmp / "state" / "nt" / "probe.json").exists()
+    assert not (tmp / "out" / "r.json").exists()
+
+
+def test_run_with_two_outputs_at_one_path_runs_nothing(
+    tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    same = str(tmp / "out" / "x")
+    argv = [*WRITERS["run --report"](tmp, same), "--dotenv", same]
+    code, err = _check(argv, tmp, capsys)
+    assert code == 2 and "--dotenv" in err and "--report" in err
+    assert not (tmp / "state" / "nt" / "probe.json").exists()
