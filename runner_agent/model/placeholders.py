@@ -32,12 +32,19 @@ __all__ = [
 # GitLab's or the runner's own: CI_JOB_TOKEN, GITLAB_TOKEN, every CI_* and GITLAB_* variable
 # (doc/ci/variables/predefined_variables.md), the runner's (RUNNER_*, FF_*, its registration
 # token) and runner-agent's settings, even when listed: a task must not be able to write a
-# credential of the pipeline into whatever file or service its config names.
+# credential of the pipeline into whatever file or service its config names. REDIS_PASSWORD is
+# `stackl serve`'s (stackl/worker.py): whoever holds it can run code in the worker (arq pickles).
 SECRET_PREFIX = "RA_SECRET_"
 ENV_ALLOW_VARIABLE = "RUNNER_AGENT_ENV_ALLOW"
 _FORBIDDEN_PREFIXES = ("CI_", "GITLAB_", "RUNNER_", "FF_")
 _FORBIDDEN_NAMES = frozenset(
-    {"REGISTRATION_TOKEN", "DOCKER_AUTH_CONFIG", "PYTHON_GITLAB_CFG", "GITLAB_URL"}
+    {
+        "REGISTRATION_TOKEN",
+        "DOCKER_AUTH_CONFIG",
+        "PYTHON_GITLAB_CFG",
+        "GITLAB_URL",
+        "REDIS_PASSWORD",
+    }
 )
 
 _TOKEN = re.compile(r"\$(\$?)\{(env|outputs):([^}]*)\}")

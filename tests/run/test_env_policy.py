@@ -26,7 +26,8 @@ def _run(tmp_path: Path, message: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "name", ["CI_JOB_TOKEN", "GITLAB_TOKEN", "CI_REGISTRY_PASSWORD", "RUNNER_TOKEN"]
+    "name",
+    ["CI_JOB_TOKEN", "GITLAB_TOKEN", "CI_REGISTRY_PASSWORD", "RUNNER_TOKEN", "REDIS_PASSWORD"],
 )
 def test_a_task_naming_a_pipeline_credential_is_invalid_and_runs_nothing(
     tmp_path: Path,
