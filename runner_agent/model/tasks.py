@@ -329,6 +329,16 @@ def _task_problems(task: Task, registry: AgentRegistry | None) -> list[Problem]:
         )
     if task.identity in task.outputs_from:
         add("a task cannot read its own outputs", "outputs_from")
+    if isinstance(task.hosts, Mapping) and not any(
+        isinstance(group.get("hosts"), Mapping) and group["hosts"] for group in _groups(task.hosts)
+    ):
+        # Ansible plays "no hosts matched" and succeeds: the task would be reported a success
+        # (and its version installed) having run nowhere
+        add(
+            "the inventory mapping names no host: hosts go under a group's `hosts` "
+            "(e.g. {all: {hosts: {web1: {}}}})",
+            "hosts",
+        )
     for key in task.config:
         if str(key).startswith(RESERVED_PREFIXES) or key in RESERVED_NAMES:
             add(

@@ -536,3 +536,18 @@ def test_check_config_embedded_placeholder_is_a_string() -> None:
 
 def test_check_config_without_spec_accepts_anything() -> None:
     assert check_config({"anything": [1, {"x": None}]}, {}) == []
+
+
+@pytest.mark.parametrize(
+    "inventory",
+    [
+        {"localhost": {"ansible_user": "x"}},  # a group named localhost, holding no host
+        {"all": {"hosts": {}}},
+        {"web": {"children": {"db": {"vars": {"a": 1}}}}},
+    ],
+)
+def test_an_inventory_mapping_naming_no_host_is_invalid(inventory: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        tasks_from_data([{"identity": "a", "agent": "probe", "hosts": inventory}])
+    assert [p.field for p in exc.value.problems] == ["hosts"]
+    assert "names no host" in str(exc.value)
