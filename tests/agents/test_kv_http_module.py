@@ -210,3 +210,25 @@ def test_role_lifecycle_keeps_the_token_out_of_results(
     assert "/svc" not in service.documents
     for run in (update, cycle, export):
         assert TOKEN not in run.output + json.dumps(run.results) + json.dumps(run.custom)
+
+
+def test_a_url_with_credentials_fails_without_showing_them(
+    service: ConfigService, tmp_path: Path
+) -> None:
+    url = (service.base + "/web").replace("://", "://user:CRED-canary@")
+    result = _module({"url": url, "values": {"a": 1}}, tmp_path)
+    assert result["failed"] is True and "must not hold credentials" in result["msg"]
+    assert "CRED-canary" not in json.dumps({k: v for k, v in result.items() if k != "invocation"})
+    assert service.requests == []
+
+
+@pytest.mark.parametrize(
+    "field", [{"headers": {"X-A": "v\r\nX-Injected: 1"}}, {"headers": {"X-A\nB": "v"}},
+              {"token": "tok\r\nX-Injected: 1"}],
+)  # fmt: skip
+def test_a_cr_or_lf_in_a_header_fails_without_quoting_it(
+    service: ConfigService, tmp_path: Path, field: dict[str, Any]
+) -> None:
+    result = _module({**_doc(service, "/web", values={"a": 1}), **field}, tmp_path)
+    assert result["failed"] is True and "control character" in result["msg"]
+    assert "Injected" not in result["msg"] and service.requests == []

@@ -31,7 +31,9 @@ options:
   url:
     type: str
     required: true
-    description: The document's URL (V(https://config.internal/v1/services/web)).
+    description:
+      - The document's URL (V(https://config.internal/v1/services/web)).
+      - Credentials in the URL and control characters are refused; give a secret as O(token).
   values:
     type: dict
     description: The document (PUT) or the keys to set (PATCH); required when O(operation=write).
@@ -153,6 +155,7 @@ import socket
 import ssl
 
 from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
@@ -167,6 +170,11 @@ REASONS = {
     409: "conflict: the document was changed by someone else",
     412: "conflict: the document changed since it was read (ETag); nothing was written",
 }
+
+
+def _control(text):
+    """Whether ``text`` holds a C0 control character or DEL (what splits an HTTP header)."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 class HTTPDocError(Exception):
@@ -330,6 +338,17 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    # checked before the URL is quoted anywhere: credentials in it would be published with the
+    # url output in reports and state (and urllib never sends them); a CR or LF in a header's
+    # name or value is refused by http.client with the value quoted in its message
+    if "@" in urlsplit(p["url"]).netloc:
+        module.fail_json(msg="url must not hold credentials (user:password@): give the secret as token")
+    if _control(p["url"]):
+        module.fail_json(msg="url holds a control character (CR, LF, ...)")
+    if p["token"] is not None and _control(p["token"]):
+        module.fail_json(msg="token holds a control character (CR, LF, ...)")
+    if any(_control(str(k)) or _control(str(v)) for k, v in p["headers"].items()):
+        module.fail_json(msg="headers: a header's name or value holds a control character (CR, LF, ...)")
     if not p["url"].startswith(("http://", "https://")):
         module.fail_json(msg="url must start with http:// or https://, got %r" % p["url"])
     if any(str(h).lower() == "authorization" for h in p["headers"]):
