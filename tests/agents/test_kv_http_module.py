@@ -232,3 +232,9 @@ def test_a_cr_or_lf_in_a_header_fails_without_quoting_it(
     result = _module({**_doc(service, "/web", values={"a": 1}), **field}, tmp_path)
     assert result["failed"] is True and "control character" in result["msg"]
     assert "Injected" not in result["msg"] and service.requests == []
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1/a doc", "http://[::1/doc"])
+def test_a_url_that_is_not_one_is_a_clear_failure(url: str, tmp_path: Path) -> None:
+    result = _module({"url": url, "values": {"a": 1}}, tmp_path)
+    assert result["failed"] is True and result["msg"].startswith("url ")

@@ -154,6 +154,8 @@ import json
 import socket
 import ssl
 
+from http.client import HTTPException
+
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -162,7 +164,8 @@ from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
 
-UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError)
+UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError,
+               HTTPException)
 REASONS = {
     401: "the token is missing or not accepted",
     403: "the token may not do this",
@@ -341,10 +344,14 @@ def main():
     # checked before the URL is quoted anywhere: credentials in it would be published with the
     # url output in reports and state (and urllib never sends them); a CR or LF in a header's
     # name or value is refused by http.client with the value quoted in its message
-    if "@" in urlsplit(p["url"]).netloc:
+    try:
+        netloc = urlsplit(p["url"]).netloc
+    except ValueError as exc:  # an unclosed IPv6 bracket, a bad port
+        module.fail_json(msg="url is not a URL: %s" % exc)
+    if "@" in netloc:
         module.fail_json(msg="url must not hold credentials (user:password@): give the secret as token")
-    if _control(p["url"]):
-        module.fail_json(msg="url holds a control character (CR, LF, ...)")
+    if _control(p["url"]) or " " in p["url"]:  # http.client refuses both (InvalidURL)
+        module.fail_json(msg="url holds a space or a control character (CR, LF, ...): percent-encode it")
     if p["token"] is not None and _control(p["token"]):
         module.fail_json(msg="token holds a control character (CR, LF, ...)")
     if any(_control(str(k)) or _control(str(v)) for k, v in p["headers"].items()):
