@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import load_tasks
 from runner_agent.pipeline.plan import PlanInputs, Written, plan, plan_dispatch, write_pipelines
 from runner_agent.pipeline.render import RenderOptions, render_child
+from runner_agent.report.files import loads
 from runner_agent.report.model import dotenv
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -295,7 +295,7 @@ def dotenv_cmd(report: Path, file: Path) -> int:
       runner-agent dotenv .runner-agent/reports/0003.json -f .runner-agent/reports/0003.env
     """
     try:
-        data = json.loads(report.read_text(encoding="utf-8"))
+        data = loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as exc:
         raise InvalidInput(Problem(str(report), f"not a report: {exc}")) from exc
     if not isinstance(data, dict) or "identity" not in data:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from runner_agent.report.model import (
     merge_reports,
 )
 
-__all__ = ["read_reports", "write_dotenv", "write_reports", "write_summary"]
+__all__ = ["loads", "read_reports", "write_dotenv", "write_reports", "write_summary"]
 
 
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
@@ -41,6 +42,24 @@ def write_dotenv(path: Path, report: Report) -> None:
     fs.write_text(path, dotenv(report.to_dict()))
 
 
+def _non_finite(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of a number's range")
+    return value
+
+
+def loads(text: str) -> Any:
+    """JSON ``text`` as RFC 8259 has it: NaN, Infinity and numbers out of a float's range are
+    refused (Python reads them, then writes summaries and dotenv files no JSON reader takes).
+    Raises ValueError, RecursionError."""
+    return json.loads(text, parse_constant=_non_finite, parse_float=_finite)
+
+
 def read_reports(paths: Sequence[Path]) -> list[Report]:
     """Reports from files (a summary's reports too) and folders (task reports only, so a
     summary kept beside them is not counted twice). Raises InvalidInput naming the file
@@ -52,7 +71,7 @@ def read_reports(paths: Sequence[Path]) -> list[Report]:
     reports: list[Report] = []
     for f, named in files:
         try:
-            data: Any = json.loads(f.read_text(encoding="utf-8"))
+            data: Any = loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:
             raise InvalidInput(Problem(str(f), f"not a report: {exc}")) from exc
         if isinstance(data, dict) and "reports" in data and not named:

@@ -34,3 +34,19 @@ def test_collect_counts_missing_reports(tmp_path: Path, capsys: pytest.CaptureFi
     data = json.loads(summary.read_text())
     assert data["missing"] == 2 and data["tasks"] == 3 and data["status"] == "error"
     assert "2 task report(s) missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+@pytest.mark.parametrize("command", ["collect", "dotenv"])
+def test_a_report_with_a_number_json_has_not_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], number: str, command: str
+) -> None:
+    report = tmp_path / "r.json"
+    head = '{"identity": "a/b", "agent": "x", "status": "success", "outputs": {"n": '
+    report.write_text(head + number + "}}")
+    out = tmp_path / "out"
+    argv = {"collect": ["collect", str(report), "--summary", str(out)]}.get(
+        command, ["dotenv", str(report), "-f", str(out)]
+    )
+    assert main(argv) == 2
+    assert "not a report" in capsys.readouterr().err and not out.exists()
