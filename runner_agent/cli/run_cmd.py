@@ -58,9 +58,12 @@ def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
     return publish
 
 
-def _check_outputs(report: Path | None, dotenv: Path | None, html: Path | None) -> None:
+def _check_outputs(
+    report: Path | None, dotenv: Path | None, html: Path | None, state_dir: Path | None
+) -> None:
     """Refuse, before anything runs, an output path that cannot be written (the JUnit file
-    beside the report included) or that two outputs share (one would overwrite the other)."""
+    beside the report included), that two outputs share (one would overwrite the other), or
+    inside the local state folder (it would replace or stand beside state documents)."""
     named: dict[str, Path | None] = {
         "--report": report,
         "--report's JUnit file": (
@@ -75,6 +78,8 @@ def _check_outputs(report: Path | None, dotenv: Path | None, html: Path | None) 
             continue
         fs.check_writable(path)
         where = path.parent.resolve() / path.name
+        if state_dir is not None and where.is_relative_to(state_dir.resolve()):
+            raise InvalidInput(Problem(option, f"{path} is inside the state folder {state_dir}"))
         if where in seen:
             raise InvalidInput(Problem(option, f"{path} is also {seen[where]}'s path"))
         seen[where] = option
@@ -179,7 +184,8 @@ def run(
 
         store: StateStore = GitLabStateStore(job.api)
     else:
-        store = LocalStateStore(state_dir or default_state_dir())
+        state_dir = state_dir or default_state_dir()
+        store = LocalStateStore(state_dir)
     stream = _in_gitlab_job() if verbose is None else verbose
     ctx = RunContext(
         registry=registry,
@@ -188,7 +194,7 @@ def run(
         log_sections=stream and _in_gitlab_job(),
         redactor=process_redactor(),
     )
-    _check_outputs(report_path, dotenv_path, html_path)
+    _check_outputs(report_path, dotenv_path, html_path, state_dir if job is None else None)
     to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
     try:
         reports = run_job(tasks, ctx, after=after, to=to)

@@ -192,3 +192,15 @@ def test_run_with_two_outputs_at_one_path_runs_nothing(
     code, err = _check(argv, tmp, capsys)
     assert code == 2 and "--dotenv" in err and "--report" in err
     assert not (tmp / "state" / "nt" / "probe.json").exists()
+
+
+def test_run_with_an_output_inside_the_state_folder_runs_nothing(
+    tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp / "state" / "nt" / "probe.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"identity": "nt/probe"}')
+    argv = [*WRITERS["run --report"](tmp, str(tmp / "out.json")), "--html", str(state)]
+    code, err = _check(argv, tmp, capsys)
+    assert code == 2 and "--html" in err and "inside the state folder" in err
+    assert state.read_text() == '{"identity": "nt/probe"}'
