@@ -176,7 +176,10 @@ def masked(report: Report, redactor: Redactor) -> Report:
             ],
             results=[replace(r, task=text(r.task), message=text(r.message)) for r in c.results],
             outputs=redactor.values(c.outputs),
-            drift=redactor.values(c.drift),
+            drift={  # a drift entry's key is a name, like an output's: only the change is text
+                host: [{k: v if k == "key" else text(v) for k, v in e.items()} for e in entries]
+                for host, entries in c.drift.items()
+            },
             error=text(c.error),
         )
 

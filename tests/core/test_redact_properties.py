@@ -117,6 +117,7 @@ def _rendered(report: Report) -> dict[str, str]:
 )
 @example("success", "", "")
 @example("a", "", "")
+@example("u", "", "")  # a letter of a drift entry's key ("url"), a name: never masked
 def test_a_masked_report_is_the_report_with_its_values_masked_in_every_format(
     secret: str, pre: str, post: str
 ) -> None:
