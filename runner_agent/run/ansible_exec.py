@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from runner_agent.core.signals import deferred
 from runner_agent.run.events import DRIFT_KEY, PlaybookResult, PlaysCollector
@@ -139,8 +138,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 
 
 OnDone = Callable[[int, PlaybookResult], None]
