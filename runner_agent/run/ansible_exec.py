@@ -156,18 +156,20 @@ def run_playbook(
 def run_plays(
     specs: Sequence[PlaybookSpec],
     *,
+    on_start: Callable[[int], None] | None = None,
     on_done: OnDone | None = None,
     on_output: Callable[[str], None] | None = None,
     temp_root: str | None = None,
 ) -> list[PlaybookResult]:
     """Run the commands, one play each, in as few ansible-playbook runs as Ansible allows.
 
-    ``on_done(index, result)`` is called as each play ends, before later plays run. Ansible
-    ends a run early when every host of a play is unreachable, and the runtime ends it when a
-    play outlives its timeout: the plays that had not started then run in a further run. A run
-    in which no play started (a playbook that does not load, say) is retried play by play, so
-    one broken agent fails only its own tasks. A stop (KeyboardInterrupt) ends Ansible and
-    propagates; results delivered through ``on_done`` are those of the plays that ended.
+    ``on_start(index)`` is called as each play starts, ``on_done(index, result)`` as it ends,
+    before later plays run. Ansible ends a run early when every host of a play is
+    unreachable, and the runtime ends it when a play outlives its timeout: the plays that had
+    not started then run in a further run. A run in which no play started (a playbook that
+    does not load, say) is retried play by play, so one broken agent fails only its own
+    tasks. A stop (KeyboardInterrupt) ends Ansible and propagates; results delivered through
+    ``on_done`` are those of the plays that ended.
     """
     results: dict[int, PlaybookResult] = {}
 
@@ -177,8 +179,13 @@ def run_plays(
             on_done(index, result)
 
     def run(indexes: list[int]) -> PlaybookResult:
+        def started(local: int) -> None:
+            if on_start is not None:
+                on_start(indexes[local])
+
         return _run_once(
             [specs[i] for i in indexes],
+            started,
             lambda local, result: deliver(indexes[local], result),
             on_output,
             temp_root,
@@ -203,6 +210,7 @@ def run_plays(
 
 def _run_once(
     specs: Sequence[PlaybookSpec],
+    on_start: Callable[[int], None],
     on_done: OnDone,
     on_output: Callable[[str], None] | None,
     temp_root: str | None,
@@ -216,7 +224,7 @@ def _run_once(
     try:
         os.chmod(root, 0o700)
         layout = write_plays(specs, root)
-        collector = PlaysCollector(layout, len(specs), on_output, on_done)
+        collector = PlaysCollector(layout, len(specs), on_output, on_done, on_start)
         env = ansible_env(max(spec.forks for spec in specs))
         env["ANSIBLE_ROLES_PATH"] = os.pathsep.join(
             dict.fromkeys(str(spec.roles_path) for spec in specs)

@@ -53,7 +53,8 @@ class _Play:
 class PlaysCollector:
     """ansible-runner's ``event_handler``: keeps no event on disk (returns False).
 
-    ``on_done(index, result)`` is called as soon as a play has ended (the next play starts, or
+    ``on_start(index)`` is called as a play starts, ``on_done(index, result)`` as soon as it
+    has ended (the next play starts, or
     the run's stats arrive), in the thread that called ansible-runner.
     """
 
@@ -63,7 +64,9 @@ class PlaysCollector:
         count: int,
         on_output: Callable[[str], None] | None = None,
         on_done: Callable[[int, PlaybookResult], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> None:
+        self.on_start = on_start
         self.layout = layout
         self.plays = [_Play() for _ in range(count)]
         self.current: int | None = None
@@ -90,6 +93,8 @@ class PlaysCollector:
             if index is not None:
                 self.current = index
                 self.plays[index].started = time.monotonic()
+                if self.on_start is not None:
+                    self.on_start(index)
         elif kind in _OUTCOMES:
             self._task(kind, data)
         elif kind == "playbook_on_stats":
