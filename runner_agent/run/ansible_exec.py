@@ -221,10 +221,28 @@ def _run_once(
 
     root = Path(tempfile.mkdtemp(prefix="runner-agent-", dir=temp_root))
     finished = False
+    # a stop raised by a callback (the runtime writing state as a play ends) cancels the run
+    # the way a timeout does, so ansible-runner closes its files; it is raised once Ansible ended
+    stops: list[KeyboardInterrupt] = []
+
+    def started(index: int) -> None:
+        if not stops:
+            try:
+                on_start(index)
+            except KeyboardInterrupt as exc:
+                stops.append(exc)
+
+    def done(index: int, result: PlaybookResult) -> None:
+        if not stops:
+            try:
+                on_done(index, result)
+            except KeyboardInterrupt as exc:
+                stops.append(exc)
+
     try:
         os.chmod(root, 0o700)
         layout = write_plays(specs, root)
-        collector = PlaysCollector(layout, len(specs), on_output, on_done, on_start)
+        collector = PlaysCollector(layout, len(specs), on_output, done, started)
         env = ansible_env(max(spec.forks for spec in specs))
         env["ANSIBLE_ROLES_PATH"] = os.pathsep.join(
             dict.fromkeys(str(spec.roles_path) for spec in specs)
@@ -245,6 +263,9 @@ def _run_once(
         def cancel() -> bool:
             """A play's timeout counts from its start; loading Ansible has the longest's."""
             nonlocal timed_out
+            if stops:
+                terminate_tree(str(root))
+                return True
             current = collector.current
             if current is None:
                 deadline = begun + longest
@@ -276,6 +297,8 @@ def _run_once(
         collector.finish(status, runner.rc, timed_out)
         whole = PlaybookResult(status=status, rc=runner.rc, errors=list(collector.errors))
         finished = True
+        if stops:
+            raise stops[0]
     finally:
         with deferred():  # a second Ctrl-C must not leave the secrets on disk
             if not finished:  # interrupted (SIGTERM, Ctrl-C): no Ansible process left running
