@@ -122,15 +122,17 @@ def peek_role(root: Path) -> Path:
     (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
     (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: peeks\n')
     (role / "meta" / "argument_specs.yml").write_text(
-        "argument_specs:\n  update:\n    short_description: Peek.\n    options: {}\n"
+        "argument_specs:\n  update:\n    short_description: Peek.\n"
+        "    options: {path: {type: str, required: true}}\n"
     )
     (role / "tasks" / "update.yml").write_text(
         yaml.safe_dump(
             [
-                {
-                    "name": "Publish what this play sees",
-                    "ansible.builtin.set_stats": {
-                        "data": {"seen": "{{ hostvars | to_json }} {{ vars | to_json }}"}
+                {  # to a file: what the runtime reports is masked, a file is not
+                    "name": "Write down what this play sees",
+                    "ansible.builtin.copy": {
+                        "content": "{{ hostvars | to_json }} {{ vars | to_json }}",
+                        "dest": "{{ path }}",
                     },
                 }
             ]
@@ -143,17 +145,19 @@ def test_a_secret_of_one_task_is_not_visible_to_another_tasks_play(
     ctx: RunContext, tmp_path: Path
 ) -> None:
     ctx.registry = default_registry([FIXTURE_AGENTS, peek_role(tmp_path / "roles")])
-    # the failed task leaves its secret in Ansible's failed result, and the other its config
-    secret_fail = probe("edge/a", config={"fail": True, "message": "${env:CANARY_SECRET}"})
-    secret_ok = probe("edge/b", config={"message": "${env:CANARY_SECRET}"})
+    # a failed task leaves its values in Ansible's failed result; another task its config
+    failing = probe("edge/a", config={"fail": True, "message": "${env:CANARY_SECRET}"})
+    failing_plain = probe("edge/b", config={"fail": True, "message": "plain-marker-b"})
+    succeeding = probe("edge/c", config={"message": "${env:CANARY_SECRET}"})
+    seen = tmp_path / "seen.json"
     peek = {"identity": "edge/peek", "agent": "peek", "command": "update"}
-    failed, ok, peeked = run(ctx, secret_fail, secret_ok, peek)
+    reports = run(ctx, failing, failing_plain, succeeding, {**peek, "config": {"path": str(seen)}})
     assert ansible_runs(ctx) == 1
-    assert failed.status is Status.FAILED and ok.status is Status.SUCCESS
-    assert peeked.status is Status.SUCCESS
-    seen = peeked.outputs["seen"]
-    assert "edge/peek" in seen  # it did publish its own play's variables
-    assert SECRET not in seen and "edge/a" not in seen and "edge/b" not in seen
+    assert [r.status for r in reports] == [Status.FAILED] * 2 + [Status.SUCCESS] * 2
+    text = seen.read_text()
+    assert "edge/peek" in text  # it did write down its own play's variables
+    assert SECRET not in text and "plain-marker-b" not in text
+    assert "edge/a" not in text and "edge/c" not in text
 
 
 def test_a_task_that_outlives_its_timeout_ends_alone(ctx: RunContext) -> None:
