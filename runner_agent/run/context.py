@@ -46,7 +46,7 @@ class RunContext:
     on_output: Callable[[str], None] | None = None
     redactor: Redactor = field(default_factory=Redactor)
     log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
-    batch_size: int = 200
+    batch_size: int = 200  # tasks per batch (docs/performance.md)
 
 
 def effective_version(task: Task, agent: Agent) -> str:
