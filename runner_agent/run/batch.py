@@ -19,7 +19,7 @@ from typing import Any
 
 from runner_agent.core.errors import GitLabError, InvalidInput, LockedError
 from runner_agent.core.signals import deferred
-from runner_agent.model.agents import Agent
+from runner_agent.model.agents import Agent, check_config
 from runner_agent.model.digest import digest
 from runner_agent.model.placeholders import Placeholder, resolve
 from runner_agent.model.state import State
@@ -148,13 +148,32 @@ def _prepare(job: _Job, ctx: RunContext) -> None:
         except (LookupError, ValueError) as exc:  # an output to read is missing
             raise _Unresolved(str(exc)) from exc
         job.commands = digest(task.command, effective_version(task, job.agent), job.state)
+        _check(job)
         job.deadline = ctx.clock().timestamp() + task.timeout
+    except _Invalid as exc:  # as Ansible's own check in the play would have failed it
+        _end(job, ctx, Status.FAILED, str(exc))
     except LockedError as exc:
         _end(job, ctx, Status.LOCKED, str(exc))
     except (_Unresolved, InvalidInput) as exc:  # a missing output, an unreadable state
         _end(job, ctx, Status.ERROR, str(exc))
     except GitLabError as exc:  # in a GitLab job the state store is the package registry
         _end(job, ctx, Status.ERROR, f"state store: {exc}")
+
+
+class _Invalid(Exception):
+    """The resolved config does not fit the agent's argument spec."""
+
+
+def _check(job: _Job) -> None:
+    """The resolved config against each command's argument spec, with Ansible's validator
+    (what the role's entry point would check in a task of its own, per play)."""
+    problems = []
+    for command in job.commands:
+        spec = job.agent.commands.get(command)
+        for fld, message in check_config(job.config, spec.options if spec else {}):
+            problems.append(f"{fld}: {message} (command {command})")
+    if problems:
+        raise _Invalid("; ".join(problems))
 
 
 def _lookup(task: Task, ctx: RunContext) -> Callable[[Placeholder], Any]:
@@ -323,6 +342,7 @@ def _spec(job: _Job, command: str, timeout: int) -> PlaybookSpec:
         timeout=timeout,
         check=command == "cycle",
         forks=_count_hosts(hosts),
+        validated=True,
     )
 
 

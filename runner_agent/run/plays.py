@@ -60,6 +60,10 @@ class PlaybookSpec:
     timeout: int  # seconds, from the play's start
     check: bool = False  # check mode with diff, for this play only
     forks: int = 1
+    # the runtime checked the values against the entry point's argument spec (with Ansible's
+    # own validator, model.agents.check_config): the play skips Ansible's check task, one
+    # worker process less per play
+    validated: bool = False
 
 
 @dataclass
@@ -113,16 +117,13 @@ def playbook_text(plays: Sequence[PlaybookSpec]) -> str:
         if spec.check:  # what `--check --diff` did for a whole run, for this play only
             play["check_mode"] = True
             play["diff"] = True
+        role: dict[str, Any] = {"name": spec.agent, "tasks_from": spec.command}
+        if spec.validated:
+            role["rolespec_validate"] = False
         play["tasks"] = [
             {
                 "block": [
-                    {
-                        "name": f"{spec.agent} {spec.command}",
-                        "ansible.builtin.import_role": {
-                            "name": spec.agent,
-                            "tasks_from": spec.command,
-                        },
-                    }
+                    {"name": f"{spec.agent} {spec.command}", "ansible.builtin.import_role": role}
                 ],
                 "rescue": [
                     {

@@ -251,3 +251,17 @@ def test_every_task_of_a_batch_has_its_own_report_and_state(ctx: RunContext, cou
         assert r.identity == f"edge/t{i}" and list(r.commands[0].hosts) == ["localhost"]
         state = ctx.store.read(f"edge/t{i}")
         assert state is not None and state.outputs["message"] == f"m{i}"
+
+
+def test_a_resolved_value_that_does_not_fit_the_spec_fails_its_task_before_ansible(
+    ctx: RunContext,
+) -> None:
+    # valid at load (a placeholder stands in for an int), not once resolved
+    bad, good = run(
+        ctx,
+        probe("edge/a", config={"count": "${env:CANARY_SECRET}"}),
+        probe("edge/b", config={"message": "fine"}),
+    )
+    assert bad.status is Status.FAILED and bad.commands == []
+    assert "config.count" in bad.error and SECRET not in bad.error
+    assert good.status is Status.SUCCESS and good.outputs["message"] == "fine"
