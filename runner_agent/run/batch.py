@@ -221,6 +221,9 @@ def _round(live: list[_Job], step: int, ctx: RunContext) -> None:
         owners.append(job)
     if not specs:
         return
+    # while Ansible starts, the first play's task is the one being worked on: a stop then
+    # reports it interrupted (the others of the run were not started: skipped)
+    owners[0].command_started = ctx.clock()
 
     def on_start(index: int) -> None:
         job = owners[index]
