@@ -13,7 +13,7 @@ from runner_agent.pipeline.grouping import group_jobs, lock_shard
 
 def task(identity: str, *tags: str, **fields: Any) -> dict[str, Any]:
     item: dict[str, Any] = {"identity": identity, "agent": "kv_file", "command": "update"}
-    item["config"] = {"path": f"/tmp/{identity.replace('/', '-')}.json", "values": {"k": 1}}
+    item["config"] = {"path": f"/srv/ra/{identity.replace('/', '-')}.json", "values": {"k": 1}}
     if tags:
         item["runner"] = {"tags": list(tags)}
     return {**item, **fields}
