@@ -265,3 +265,33 @@ def test_a_resolved_value_that_does_not_fit_the_spec_fails_its_task_before_ansib
     assert bad.status is Status.FAILED and bad.commands == []
     assert "config.count" in bad.error and SECRET not in bad.error
     assert good.status is Status.SUCCESS and good.outputs["message"] == "fine"
+
+
+def broken_role(root: Path) -> Path:
+    """An agent whose entry point names a module that does not exist: Ansible refuses the
+    whole playbook that imports it, before any play starts."""
+    role = root / "broken"
+    (role / "tasks").mkdir(parents=True)
+    (role / "meta").mkdir()
+    (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
+    (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: broken\n')
+    (role / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  update:\n    short_description: Break.\n    options: {}\n"
+    )
+    (role / "tasks" / "update.yml").write_text(
+        "- name: No such module\n  no_such.module.here: {}\n"
+    )
+    return root
+
+
+def test_a_broken_agent_fails_only_its_own_tasks(ctx: RunContext, tmp_path: Path) -> None:
+    ctx.registry = default_registry([FIXTURE_AGENTS, broken_role(tmp_path / "roles")])
+    first, broken, last = run(
+        ctx,
+        probe("edge/a", config={"message": "one"}),
+        {"identity": "edge/b", "agent": "broken", "command": "update"},
+        probe("edge/c", config={"message": "three"}),
+    )
+    assert broken.status is Status.FAILED and "no_such.module.here" in broken.error
+    assert first.status is Status.SUCCESS and first.outputs["message"] == "one"
+    assert last.status is Status.SUCCESS and last.outputs["message"] == "three"
