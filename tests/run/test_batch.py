@@ -295,3 +295,18 @@ def test_a_broken_agent_fails_only_its_own_tasks(ctx: RunContext, tmp_path: Path
     assert broken.status is Status.FAILED and "no_such.module.here" in broken.error
     assert first.status is Status.SUCCESS and first.outputs["message"] == "one"
     assert last.status is Status.SUCCESS and last.outputs["message"] == "three"
+
+
+def test_drift_of_each_task_names_its_real_hosts(ctx: RunContext) -> None:
+    first, second = run(ctx, probe("edge/a", command="cycle"), probe("edge/b", command="cycle"))
+    assert ansible_runs(ctx) == 1
+    for report in (first, second):
+        assert report.status is Status.SUCCESS and list(report.drift) == ["localhost"]
+        assert report.commands[0].check_mode
+
+
+def test_a_task_locked_elsewhere_is_reported_locked_and_its_batch_runs(ctx: RunContext) -> None:
+    with ctx.store.lock("edge/a", "update"):
+        locked, other = run(ctx, probe("edge/a"), probe("edge/b", config={"message": "ran"}))
+    assert locked.status is Status.LOCKED and locked.commands == []
+    assert other.status is Status.SUCCESS and other.outputs["message"] == "ran"
