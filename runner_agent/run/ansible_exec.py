@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from runner_agent.core.redact import Redactor
+from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
 from runner_agent.run.events import DRIFT_KEY, PlaybookResult, PlaysCollector
 from runner_agent.run.plays import (
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 _UNIX_PATH_MAX = 107
+_COLLECTIONS = "~/.ansible/collections:/usr/share/ansible/collections"  # Ansible's default
 _MAX_FORKS = 50
 
 
@@ -147,10 +150,12 @@ def run_playbook(
     spec: PlaybookSpec,
     *,
     on_output: Callable[[str], None] | None = None,
+    redactor: Redactor | None = None,
     temp_root: str | None = None,
 ) -> PlaybookResult:
-    """Run one agent command; the private data dir is gone when this returns."""
-    return run_plays([spec], on_output=on_output, temp_root=temp_root)[0]
+    """Run one agent command; the private data dir is gone when this returns. What Ansible
+    says reaches ``on_output`` and the result with ``redactor``'s secrets masked."""
+    return run_plays([spec], on_output=on_output, redactor=redactor, temp_root=temp_root)[0]
 
 
 def run_plays(
@@ -159,6 +164,7 @@ def run_plays(
     on_start: Callable[[int], None] | None = None,
     on_done: OnDone | None = None,
     on_output: Callable[[str], None] | None = None,
+    redactor: Redactor | None = None,
     temp_root: str | None = None,
 ) -> list[PlaybookResult]:
     """Run the commands, one play each, in as few ansible-playbook runs as Ansible allows.
@@ -188,6 +194,7 @@ def run_plays(
             started,
             lambda local, result: deliver(indexes[local], result),
             on_output,
+            redactor or Redactor(),
             temp_root,
         )
 
@@ -213,6 +220,7 @@ def _run_once(
     on_start: Callable[[int], None],
     on_done: OnDone,
     on_output: Callable[[str], None] | None,
+    redactor: Redactor,
     temp_root: str | None,
 ) -> PlaybookResult:
     """One ansible-playbook run of the plays; returns the run's own outcome, which is what
@@ -242,10 +250,15 @@ def _run_once(
     try:
         os.chmod(root, 0o700)
         layout = write_plays(specs, root)
-        collector = PlaysCollector(layout, len(specs), on_output, done, started)
+        collector = PlaysCollector(layout, len(specs), on_output, done, started, redactor)
         env = ansible_env(max(spec.forks for spec in specs))
         env["ANSIBLE_ROLES_PATH"] = os.pathsep.join(
             dict.fromkeys(str(spec.roles_path) for spec in specs)
+        )
+        # the shipped roles call their modules by FQCN (runner_agent.agents.*): the shipped
+        # collection comes first, then the user's (or Ansible's default) collections path
+        env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(
+            [str(ansible_dir()), os.environ.get("ANSIBLE_COLLECTIONS_PATH", _COLLECTIONS)]
         )
         # what Ansible leaves in temp goes with the private dir; so does mitogen's socket
         # (no data in it) when its path fits a unix socket's 107 bytes, else mitogen would hang

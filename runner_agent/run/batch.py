@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from runner_agent.core.errors import GitLabError, InvalidInput, LockedError
+from runner_agent.core.redact import Redactor
 from runner_agent.core.signals import deferred
 from runner_agent.model.agents import Agent, check_config
 from runner_agent.model.digest import digest
@@ -249,7 +250,13 @@ def _round(live: list[_Job], step: int, ctx: RunContext) -> None:
         elif step == len(job.commands) - 1:
             _succeed(job, ctx)
 
-    _plays_runner(ctx)(specs, on_start=on_start, on_done=on_done, on_output=_output(ctx))
+    _plays_runner(ctx)(
+        specs,
+        on_start=on_start,
+        on_done=on_done,
+        on_output=ctx.on_output,
+        redactor=ctx.redactor,
+    )
 
 
 def _plays_runner(ctx: RunContext) -> Callable[..., Any]:
@@ -264,23 +271,13 @@ def _plays_runner(ctx: RunContext) -> Callable[..., Any]:
         on_start: Callable[[int], None],
         on_done: Callable[[int, PlaybookResult], None],
         on_output: Callable[[str], None] | None,
+        redactor: Redactor,
     ) -> None:
         for index, spec in enumerate(specs):
             on_start(index)
-            on_done(index, one(spec, on_output=on_output))
+            on_done(index, one(spec, on_output=on_output, redactor=redactor))
 
     return one_by_one
-
-
-def _output(ctx: RunContext) -> Callable[[str], None] | None:
-    if ctx.on_output is None:
-        return None
-    emit = ctx.on_output
-
-    def on_output(line: str) -> None:
-        emit(ctx.redactor.text(line))
-
-    return on_output
 
 
 def _succeed(job: _Job, ctx: RunContext) -> None:
@@ -411,7 +408,8 @@ def _next_state(job: _Job, state: State | None, ctx: RunContext) -> State:
             new.installed, new.installed_version, new.outputs = False, None, {}
         if result.command != "uninstall":
             new.outputs.update(result.outputs)
-    new.outputs = ctx.redactor.data(new.outputs)
+    new.identity = job.task.identity  # the task's, whatever a document said (it was checked)
+    new.outputs = ctx.redactor.values(new.outputs)
     new.last_command = ",".join(r.command for r in report.commands)
     new.last_status = report.status.value
     new.updated = ctx.clock().isoformat()

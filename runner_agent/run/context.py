@@ -12,7 +12,7 @@ from runner_agent.core.redact import Redactor
 from runner_agent.model.agents import Agent, AgentRegistry
 from runner_agent.model.state import StateStore
 from runner_agent.model.tasks import Task
-from runner_agent.report.model import Report, Status
+from runner_agent.report.model import Report, Status, masked
 from runner_agent.run.ansible_exec import PlaybookResult, run_playbook
 
 __all__ = [
@@ -45,6 +45,7 @@ class RunContext:
     clock: Callable[[], datetime] = _now
     on_output: Callable[[str], None] | None = None
     redactor: Redactor = field(default_factory=Redactor)
+    secrets: tuple[str, ...] = ()  # the values the tasks' ${env:} resolve to, set by run_tasks
     log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
     batch_size: int = 200  # tasks per batch (docs/performance.md)
 
@@ -84,8 +85,4 @@ def finish(report: Report, started: datetime, ctx: RunContext) -> None:
 
 
 def redacted(report: Report, redactor: Redactor) -> Report:
-    if not redactor:
-        return report
-    from runner_agent.report.model import load_report
-
-    return load_report(redactor.data(report.to_dict(results=True)))
+    return masked(report, redactor)

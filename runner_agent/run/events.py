@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner_agent.core.redact import Redactor
 from runner_agent.report.model import FailedTask, HostStats, TaskResult
 from runner_agent.run.plays import RESCUE_TASK, Layout
 
@@ -65,8 +66,10 @@ class PlaysCollector:
         on_output: Callable[[str], None] | None = None,
         on_done: Callable[[int, PlaybookResult], None] | None = None,
         on_start: Callable[[int], None] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.on_start = on_start
+        self.redactor = redactor or Redactor()
         self.layout = layout
         self.plays = [_Play() for _ in range(count)]
         self.current: int | None = None
@@ -75,7 +78,9 @@ class PlaysCollector:
         self.errors: list[str] = []  # before any play started: the whole run's
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        stdout = event.get("stdout") or ""
+        # secrets are masked here, where Ansible's text enters the toolkit: before a line is
+        # streamed and before a message is squashed or cut
+        stdout = self.redactor.text(str(event.get("stdout") or ""))
         if self.on_output and stdout:
             self.on_output(stdout)
         if "[ERROR]" in stdout:
@@ -146,7 +151,9 @@ class PlaysCollector:
             play.failed_hosts.add(host)
         else:
             stats.skipped += 1
-        message = _message(res) if outcome in ("failed", "unreachable") else ""
+        failed = outcome in ("failed", "unreachable")
+        message = _message(self.redactor.values(res)) if failed else ""
+        task = self.redactor.text(task)  # a templated name shows values
         play.result.results.append(
             TaskResult(host, task, outcome, float(data.get("duration") or 0.0), message)
         )
@@ -163,7 +170,7 @@ class PlaysCollector:
                 continue
             if "per_host" not in stats or stats["per_host"]:
                 continue  # per-host stats are not the run's (ansible-runner's artifact_data)
-            for key, value in stats["data"].items():
+            for key, value in self.redactor.values(dict(stats["data"])).items():
                 result.stats_data[key] = _aggregate(
                     result.stats_data, key, value, bool(stats.get("aggregate"))
                 )

@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from runner_agent.core import fs
+
 __all__ = [
     "RESCUE_TASK",
     "Layout",
@@ -192,7 +194,7 @@ def write_plays(plays: Sequence[PlaybookSpec], root: Path) -> Layout:
         layout.plays[play_name(index, spec.agent, spec.command)] = index
         groups[f"ra{index}"] = play_inventory(index, spec.inventory, layout)
         vars_file = root / "project" / "vars" / f"ra{index}.json"
-        vars_file.write_text(json.dumps(unsafe(spec.extravars)))
-    (root / "project" / "main.yml").write_text(playbook_text(plays))
-    (root / "inventory" / "hosts.json").write_text(json.dumps({"all": {"children": groups}}))
+        fs.write_text(vars_file, json.dumps(unsafe(spec.extravars)))  # 0600: secrets
+    fs.write_text(root / "project" / "main.yml", playbook_text(plays))
+    fs.write_text(root / "inventory" / "hosts.json", json.dumps({"all": {"children": groups}}))
     return layout

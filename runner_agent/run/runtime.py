@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from runner_agent.core.errors import InvalidInput, Problem
-from runner_agent.core.redact import Redactor
-from runner_agent.model.placeholders import Placeholder, find_placeholders
+from runner_agent.core.errors import GitLabError, InvalidInput, Problem
+from runner_agent.model.placeholders import Placeholder, env_refusal, find_placeholders
+from runner_agent.model.state import StateStore
 from runner_agent.model.tasks import Task
 from runner_agent.report.model import Report, Status
 from runner_agent.run.batch import BatchInterrupted, batches, run_batch
@@ -21,6 +21,7 @@ from runner_agent.run.context import RunContext, effective_version, skipped_repo
 __all__ = [
     "Interrupted",
     "RunContext",
+    "check_states",
     "effective_version",
     "resolve_env",
     "run_task",
@@ -46,14 +47,18 @@ class Interrupted(KeyboardInterrupt):
 def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
     """The secret values the tasks' ``${env:NAME}`` placeholders resolve to.
 
-    Raises InvalidInput naming every variable that is not set, before anything runs.
+    Raises InvalidInput naming every variable that is not set or not allowed
+    (:func:`~runner_agent.model.placeholders.env_refusal`), before anything runs.
     """
     secrets: list[str] = []
     problems = []
     for task in tasks:
         for path, found in find_placeholders(task.config):
             if isinstance(found, Placeholder) and found.kind == "env":
-                if found.name in environ:
+                refused = env_refusal(found.name, environ)
+                if refused:
+                    problems.append(Problem(task.source, refused, task.document, f"config.{path}"))
+                elif found.name in environ:
                     secrets.append(environ[found.name])
                 else:
                     problems.append(
@@ -75,7 +80,9 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
 
     Raises InvalidInput (a secret's variable is not set) before anything runs, and
     Interrupted on a stop."""
-    ctx.redactor = Redactor(resolve_env(tasks, ctx.environ))
+    ctx.secrets = tuple(resolve_env(tasks, ctx.environ))
+    ctx.redactor.add(ctx.secrets)
+    check_states(tasks, ctx.store)
     broken: set[str] = set()
     reports: dict[int, Report] = {}
     for batch in batches(tasks, ctx.batch_size):
@@ -102,6 +109,19 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
             if report.status is not Status.SUCCESS:
                 broken.add(report.identity)
     return [reports[i] for i in range(len(tasks))]
+
+
+def check_states(tasks: Sequence[Task], store: StateStore) -> None:
+    """Read the state document of every identity the tasks run or read outputs from, so a
+    damaged, linked or foreign one stops the run before anything runs. Raises
+    UnreadableState (exit 2), or UnsafePath when the store cannot be written; a store that
+    cannot answer is left to each task to report."""
+    store.check_writable()
+    for identity in dict.fromkeys(i for t in tasks for i in (t.identity, *t.outputs_from)):
+        try:
+            store.read(identity)
+        except GitLabError:
+            return
 
 
 def run_task(task: Task, ctx: RunContext) -> Report:

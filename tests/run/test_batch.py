@@ -27,7 +27,7 @@ from runner_agent.run.batch import batches
 from runner_agent.run.runtime import RunContext, run_tasks
 
 FIXTURE_AGENTS = Path(__file__).resolve().parents[1] / "fixtures" / "agents"
-SECRET = "canary-Zq9-s3cr3t"  # the ctx fixture's CANARY_SECRET
+SECRET = "canary-Zq9-s3cr3t"  # the ctx fixture's RA_SECRET_CANARY
 
 
 def probe(identity: str, **fields: Any) -> dict[str, Any]:
@@ -146,9 +146,9 @@ def test_a_secret_of_one_task_is_not_visible_to_another_tasks_play(
 ) -> None:
     ctx.registry = default_registry([FIXTURE_AGENTS, peek_role(tmp_path / "roles")])
     # a failed task leaves its values in Ansible's failed result; another task its config
-    failing = probe("edge/a", config={"fail": True, "message": "${env:CANARY_SECRET}"})
+    failing = probe("edge/a", config={"fail": True, "message": "${env:RA_SECRET_CANARY}"})
     failing_plain = probe("edge/b", config={"fail": True, "message": "plain-marker-b"})
-    succeeding = probe("edge/c", config={"message": "${env:CANARY_SECRET}"})
+    succeeding = probe("edge/c", config={"message": "${env:RA_SECRET_CANARY}"})
     seen = tmp_path / "seen.json"
     peek = {"identity": "edge/peek", "agent": "peek", "command": "update"}
     reports = run(ctx, failing, failing_plain, succeeding, {**peek, "config": {"path": str(seen)}})
@@ -214,13 +214,13 @@ def test_sigterm_mid_batch_reports_every_task_and_keeps_what_finished(tmp_path: 
     task = tmp_path / "t.yml"
     items = [
         probe("edge/done", config={"message": "first"}),
-        probe("edge/slow", config={"sleep": 60, "message": "${env:SIG_SECRET}"}),
+        probe("edge/slow", config={"sleep": 60, "message": "${env:RA_SECRET_SIG}"}),
         probe("edge/never"),
     ]
     task.write_text(yaml.safe_dump(items))
     report = tmp_path / "out" / "report.json"
     temp = Path(tempfile.mkdtemp(prefix="ra-sig-"))
-    env = {**os.environ, "TMPDIR": str(temp), "SIG_SECRET": "sig-canary-5521"}
+    env = {**os.environ, "TMPDIR": str(temp), "RA_SECRET_SIG": "sig-canary-5521"}
     cmd = [sys.executable, "-m", "runner_agent", "run", str(task), "--local"]
     cmd += ["--state-dir", str(tmp_path / "state"), "--agents-path", str(FIXTURE_AGENTS)]
     cmd += ["--report", str(report)]
@@ -259,7 +259,7 @@ def test_a_resolved_value_that_does_not_fit_the_spec_fails_its_task_before_ansib
     # valid at load (a placeholder stands in for an int), not once resolved
     bad, good = run(
         ctx,
-        probe("edge/a", config={"count": "${env:CANARY_SECRET}"}),
+        probe("edge/a", config={"count": "${env:RA_SECRET_CANARY}"}),
         probe("edge/b", config={"message": "fine"}),
     )
     assert bad.status is Status.FAILED and bad.commands == []
