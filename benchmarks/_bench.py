@@ -22,13 +22,12 @@ LOCALHOST = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}
 
 
 def playbook_command(private_dir: Path) -> list[str]:
-    """Bare ansible-playbook on a private data dir laid out by ``write_private_dir``."""
+    """Bare ansible-playbook on a private data dir laid out by ``write_private_dir`` (each
+    play reads its values from its own vars file, named in the playbook)."""
     return [
         str(BIN / "ansible-playbook"),
         "-i",
         str(private_dir / "inventory"),
-        "-e",
-        f"@{private_dir / 'env' / 'extravars'}",
         str(private_dir / "project" / "main.yml"),
     ]
 

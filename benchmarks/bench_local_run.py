@@ -44,6 +44,7 @@ def main() -> None:
         },
         inventory=LOCALHOST,
         timeout=600,
+        validated=True,  # as the runtime writes it: the argument spec is checked before
     )
     bare = work / "bare"
     write_private_dir(spec, bare)

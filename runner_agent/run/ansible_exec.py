@@ -1,87 +1,54 @@
-"""Run one agent command through ansible-runner: the package's only importer of it.
+"""Run agent commands through ansible-runner: the package's only importer of it.
 
-Preparing (private data dir, playbook, inventory, extra vars, environment) is kept apart from
-executing (ansible-runner, events into results). The private data dir holds the config in clear
-text and ansible-runner's artifacts hold the whole environment: it lives in a private temporary
-folder that is removed after the run, and nothing in it is ever published.
+One ansible-playbook run holds one play per command (plays.py lays out its private data dir,
+events.py sorts its events back into one result per play), so many tasks pay Ansible's
+start-up once. Preparing (private data dir, playbook, inventory, play vars, environment) is
+kept apart from executing (ansible-runner, events into results). The private data dir holds
+the config in clear text and ansible-runner's artifacts hold the whole environment: it lives
+in a private temporary folder that is removed after the run, and nothing in it is ever
+published.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from runner_agent.core import fs
 from runner_agent.core.redact import Redactor
 from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
-from runner_agent.report.model import FailedTask, HostStats, TaskResult
+from runner_agent.run.events import DRIFT_KEY, PlaybookResult, PlaysCollector
+from runner_agent.run.plays import (
+    CALLBACK_DIR,
+    PlaybookSpec,
+    playbook_text,
+    unsafe,
+    write_plays,
+)
 
-__all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
+__all__ = [
+    "DRIFT_KEY",
+    "PlaybookResult",
+    "PlaybookSpec",
+    "ansible_env",
+    "playbook_text",
+    "run_playbook",
+    "run_plays",
+    "unsafe",
+    "write_private_dir",
+]
 
-DRIFT_KEY = "runner_agent_drift"
 _UNIX_PATH_MAX = 107
 _COLLECTIONS = "~/.ansible/collections:/usr/share/ansible/collections"  # Ansible's default
-_OUTCOMES = {
-    "runner_on_ok": "ok",
-    "runner_on_failed": "failed",
-    "runner_on_unreachable": "unreachable",
-    "runner_on_skipped": "skipped",
-}
-
-
-@dataclass(frozen=True)
-class PlaybookSpec:
-    """Everything one ansible-runner run needs; built by the runtime, no I/O."""
-
-    agent: str
-    roles_path: Path
-    command: str
-    extravars: Mapping[str, Any]
-    inventory: Mapping[str, Any]
-    timeout: int
-    check: bool = False
-    forks: int = 1
-
-
-@dataclass
-class PlaybookResult:
-    status: str  # ansible-runner's: successful, failed, timeout, canceled, error
-    rc: int | None
-    hosts: dict[str, HostStats] = field(default_factory=dict)
-    results: list[TaskResult] = field(default_factory=list)
-    failed_tasks: list[FailedTask] = field(default_factory=list)
-    stats_data: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)  # Ansible's [ERROR] lines, for the report
-
-
-def unsafe(value: Any) -> Any:
-    """``value`` with every string wrapped the way Ansible's JSON loader reads unsafe text.
-
-    Unsafe strings are never templated, so task data stays data. YAML's ``!unsafe`` tag is not
-    used: ansible-core 2.19 resolves a tagged quoted scalar as if it were plain, turning
-    ``!unsafe "0640"`` into the int 416 and ``!unsafe "true"`` into a bool.
-    """
-    if isinstance(value, str):
-        return {"__ansible_unsafe": value}
-    if isinstance(value, Mapping):
-        return {str(k): unsafe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [unsafe(v) for v in value]
-    return value
+_MAX_FORKS = 50
 
 
 def _mitogen_strategy_dir() -> str | None:
@@ -101,7 +68,9 @@ def ansible_env(forks: int) -> dict[str, str]:
     env = {
         "ANSIBLE_GATHERING": "explicit",
         "ANSIBLE_PIPELINING": "True",
-        "ANSIBLE_FORKS": str(max(1, min(forks, 50))),
+        "ANSIBLE_FORKS": str(max(1, min(forks, _MAX_FORKS))),
+        # each play starts without facts or registered results of earlier plays (plays.py)
+        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_LOCALHOST_WARNING": "False",
@@ -120,138 +89,10 @@ def ansible_env(forks: int) -> dict[str, str]:
     return env
 
 
-def playbook_text(agent: str, command: str) -> str:
-    """The generated playbook: the agent's entry point for the command, on every host.
-
-    Fact gathering is left to the settings (off in the toolkit's, see ansible_env), so the
-    same playbook serves to measure the settings in benchmarks/.
-    """
-    play = [
-        {
-            "name": f"runner-agent {agent} {command}",
-            "hosts": "all",
-            "tasks": [
-                {
-                    "name": f"{agent} {command}",
-                    "ansible.builtin.import_role": {"name": agent, "tasks_from": command},
-                }
-            ],
-        }
-    ]
-    return yaml.safe_dump(play, sort_keys=False)
-
-
-def _inventory(inventory: Mapping[str, Any]) -> dict[str, Any]:
-    """The inventory as Ansible reads it: host and group variables unsafe (never templated),
-    and hosts on the local connection using this interpreter, whose Ansible runs them."""
-    out: dict[str, Any] = {}
-    for name, group in inventory.items():
-        if not isinstance(group, Mapping):
-            out[name] = group
-            continue
-        out[name] = dict(group)
-        hosts = group.get("hosts")
-        if isinstance(hosts, Mapping):
-            out[name]["hosts"] = {h: _host(v) for h, v in hosts.items()}
-        if isinstance(group.get("vars"), Mapping):
-            out[name]["vars"] = unsafe(group["vars"])
-        if isinstance(group.get("children"), Mapping):
-            out[name]["children"] = _inventory(group["children"])
-    return out
-
-
-def _host(host_vars: Any) -> Any:
-    if not isinstance(host_vars, Mapping):
-        return host_vars
-    wrapped = unsafe(host_vars)
-    if host_vars.get("ansible_connection") == "local":
-        wrapped.setdefault("ansible_python_interpreter", sys.executable)
-    return wrapped
-
-
-def write_private_dir(spec: PlaybookSpec, root: Path) -> None:
-    """Lay out ansible-runner's private data dir. Values go to files, never to argv."""
-    (root / "project").mkdir(parents=True)
-    (root / "inventory").mkdir()
-    (root / "env").mkdir()
-    (root / "tmp").mkdir()
-    fs.write_text(root / "project" / "main.yml", playbook_text(spec.agent, spec.command))
-    fs.write_text(root / "inventory" / "hosts.json", json.dumps(_inventory(spec.inventory)))
-    # ansible-runner passes a dict of extravars on the command line as JSON; a file in
-    # env/extravars is passed as "-e @file" instead, so no value reaches argv
-    fs.write_text(root / "env" / "extravars", json.dumps(unsafe(spec.extravars)))  # 0600
-
-
-class _Collector:
-    """Turns ansible-runner events into results; keeps none of them on disk.
-
-    Secrets are masked here, where Ansible's text enters the toolkit: before a line is
-    streamed and before a message is squashed or cut, so no change of the text can split a
-    secret out of reach of the mask.
-    """
-
-    def __init__(self, on_output: Callable[[str], None] | None, redactor: Redactor) -> None:
-        self.on_output = on_output
-        self.redactor = redactor
-        self.result = PlaybookResult(status="", rc=None)
-
-    def __call__(self, event: dict[str, Any]) -> bool:
-        stdout = self.redactor.text(str(event.get("stdout") or ""))
-        if self.on_output and stdout:
-            self.on_output(stdout)
-        if "[ERROR]" in stdout:
-            text = " ".join(stdout.split("[ERROR]:", 1)[-1].split())
-            self.result.errors = [*self.result.errors, text[:1000]][-3:]
-        kind = event.get("event", "")
-        data = event.get("event_data", {})
-        if kind in _OUTCOMES:
-            self._task(kind, data)
-        elif kind == "playbook_on_stats":
-            self._stats(data)
-        return False  # nothing to keep in ansible-runner's artifacts
-
-    def _task(self, kind: str, data: dict[str, Any]) -> None:
-        outcome = _OUTCOMES[kind]
-        res = data.get("res") or {}
-        if outcome == "failed" and data.get("ignore_errors"):
-            outcome = "ok"
-        if outcome == "ok" and res.get("changed"):
-            outcome = "changed"
-        host = str(data.get("host", ""))
-        task = self.redactor.text(str(data.get("task", "")))  # a templated name shows values
-        failed = outcome in ("failed", "unreachable")
-        message = _message(self.redactor.values(res)) if failed else ""
-        self.result.results.append(
-            TaskResult(host, task, outcome, float(data.get("duration") or 0.0), message)
-        )
-        if message:
-            self.result.failed_tasks.append(
-                FailedTask(host, task, message, unreachable=outcome == "unreachable")
-            )
-
-    def _stats(self, data: dict[str, Any]) -> None:
-        names = {
-            "ok": "ok",
-            "changed": "changed",
-            "failures": "failed",
-            "dark": "unreachable",
-            "skipped": "skipped",
-        }
-        for source, target in names.items():
-            for host, count in (data.get(source) or {}).items():
-                stats = self.result.hosts.setdefault(host, HostStats())
-                setattr(stats, target, int(count))
-        for host in data.get("processed") or {}:
-            self.result.hosts.setdefault(host, HostStats())
-        self.result.stats_data = self.redactor.values(dict(data.get("artifact_data") or {}))
-
-
-def _message(res: Mapping[str, Any]) -> str:
-    for key in ("msg", "stderr", "module_stderr", "reason"):
-        value = res.get(key)
-        if value:
-            return " ".join(str(value).split())[:2000]
-    return json.dumps(res, sort_keys=True, default=str)[:2000]
+def write_private_dir(spec: PlaybookSpec | Sequence[PlaybookSpec], root: Path) -> None:
+    """Lay out ansible-runner's private data dir for one command or several (benchmarks run
+    bare ansible-playbook on it). Values go to files, never to argv."""
+    write_plays([spec] if isinstance(spec, PlaybookSpec) else spec, root)
 
 
 def _process_table() -> dict[int, tuple[int, str]]:
@@ -302,6 +143,9 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+OnDone = Callable[[int, PlaybookResult], None]
+
+
 def run_playbook(
     spec: PlaybookSpec,
     *,
@@ -309,17 +153,108 @@ def run_playbook(
     redactor: Redactor | None = None,
     temp_root: str | None = None,
 ) -> PlaybookResult:
-    """Run the agent command; the private data dir is gone when this returns. What Ansible
+    """Run one agent command; the private data dir is gone when this returns. What Ansible
     says reaches ``on_output`` and the result with ``redactor``'s secrets masked."""
+    return run_plays([spec], on_output=on_output, redactor=redactor, temp_root=temp_root)[0]
+
+
+def run_plays(
+    specs: Sequence[PlaybookSpec],
+    *,
+    on_start: Callable[[int], None] | None = None,
+    on_done: OnDone | None = None,
+    on_output: Callable[[str], None] | None = None,
+    redactor: Redactor | None = None,
+    temp_root: str | None = None,
+) -> list[PlaybookResult]:
+    """Run the commands, one play each, in as few ansible-playbook runs as Ansible allows.
+
+    ``on_start(index)`` is called as each play starts, ``on_done(index, result)`` as it ends,
+    before later plays run. Ansible ends a run early when every host of a play is
+    unreachable, and the runtime ends it when a play outlives its timeout: the plays that had
+    not started then run in a further run. A run in which no play started (a playbook that
+    does not load, say) is retried play by play, so one broken agent fails only its own
+    tasks. A stop (KeyboardInterrupt) ends Ansible and propagates; results delivered through
+    ``on_done`` are those of the plays that ended.
+    """
+    results: dict[int, PlaybookResult] = {}
+
+    def deliver(index: int, result: PlaybookResult) -> None:
+        results[index] = result
+        if on_done is not None:
+            on_done(index, result)
+
+    def run(indexes: list[int]) -> PlaybookResult:
+        def started(local: int) -> None:
+            if on_start is not None:
+                on_start(indexes[local])
+
+        return _run_once(
+            [specs[i] for i in indexes],
+            started,
+            lambda local, result: deliver(indexes[local], result),
+            on_output,
+            redactor or Redactor(),
+            temp_root,
+        )
+
+    pending = list(range(len(specs)))
+    while pending:
+        whole = run(pending)
+        left = [i for i in pending if i not in results]
+        if len(left) < len(pending):
+            pending = left
+            continue
+        # no play started: the run failed as a whole (or timed out loading)
+        for index in pending:
+            if len(pending) > 1 and whole.status != "timeout":
+                whole = run([index])  # one by one, so a broken play fails alone
+            if index not in results:
+                deliver(index, whole)
+        break
+    return [results[i] for i in range(len(specs))]
+
+
+def _run_once(
+    specs: Sequence[PlaybookSpec],
+    on_start: Callable[[int], None],
+    on_done: OnDone,
+    on_output: Callable[[str], None] | None,
+    redactor: Redactor,
+    temp_root: str | None,
+) -> PlaybookResult:
+    """One ansible-playbook run of the plays; returns the run's own outcome, which is what
+    the plays that never started get."""
     import ansible_runner
 
     root = Path(tempfile.mkdtemp(prefix="runner-agent-", dir=temp_root))
-    collector = _Collector(on_output, redactor or Redactor())
+    finished = False
+    # a stop raised by a callback (the runtime writing state as a play ends) cancels the run
+    # the way a timeout does, so ansible-runner closes its files; it is raised once Ansible ended
+    stops: list[KeyboardInterrupt] = []
+
+    def started(index: int) -> None:
+        if not stops:
+            try:
+                on_start(index)
+            except KeyboardInterrupt as exc:
+                stops.append(exc)
+
+    def done(index: int, result: PlaybookResult) -> None:
+        if not stops:
+            try:
+                on_done(index, result)
+            except KeyboardInterrupt as exc:
+                stops.append(exc)
+
     try:
         os.chmod(root, 0o700)
-        write_private_dir(spec, root)
-        env = ansible_env(spec.forks)
-        env["ANSIBLE_ROLES_PATH"] = str(spec.roles_path)
+        layout = write_plays(specs, root)
+        collector = PlaysCollector(layout, len(specs), on_output, done, started, redactor)
+        env = ansible_env(max(spec.forks for spec in specs))
+        env["ANSIBLE_ROLES_PATH"] = os.pathsep.join(
+            dict.fromkeys(str(spec.roles_path) for spec in specs)
+        )
         # the shipped roles call their modules by FQCN (runner_agent.agents.*): the shipped
         # collection comes first, then the user's (or Ansible's default) collections path
         env["ANSIBLE_COLLECTIONS_PATH"] = os.pathsep.join(
@@ -334,27 +269,35 @@ def run_playbook(
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
         )
-        deadline = time.monotonic() + spec.timeout
-        timed_out = False
+        longest = max(spec.timeout for spec in specs)
+        begun = time.monotonic()
+        timed_out: int | None = None
 
         def cancel() -> bool:
+            """A play's timeout counts from its start; loading Ansible has the longest's."""
             nonlocal timed_out
+            if stops:
+                terminate_tree(str(root))
+                return True
+            current = collector.current
+            if current is None:
+                deadline = begun + longest
+            else:
+                deadline = (collector.plays[current].started or begun) + specs[current].timeout
             if time.monotonic() < deadline:
                 return False
-            timed_out = True
+            timed_out = -1 if current is None else current
             terminate_tree(str(root))
             return True
 
-        finished = False
         runner = ansible_runner.run(
             private_data_dir=str(root),
             playbook="main.yml",
             envvars=env,
-            cmdline="--check --diff" if spec.check else None,
             # job and idle timeouts are the backstop; cancel() ends the whole process tree
             settings={
-                "job_timeout": spec.timeout + 30,
-                "idle_timeout": spec.timeout + 30,
+                "job_timeout": sum(spec.timeout for spec in specs) + 30,
+                "idle_timeout": longest + 30,
                 "pexpect_timeout": 1,
                 "suppress_ansible_output": True,
             },
@@ -363,12 +306,15 @@ def run_playbook(
             suppress_env_files=True,
             event_handler=collector,
         )
-        collector.result.status = "timeout" if timed_out else str(runner.status)
-        collector.result.rc = runner.rc
+        status = "timeout" if timed_out is not None else str(runner.status)
+        collector.finish(status, runner.rc, timed_out)
+        whole = PlaybookResult(status=status, rc=runner.rc, errors=list(collector.errors))
         finished = True
+        if stops:
+            raise stops[0]
     finally:
         with deferred():  # a second Ctrl-C must not leave the secrets on disk
             if not finished:  # interrupted (SIGTERM, Ctrl-C): no Ansible process left running
                 terminate_tree(str(root), grace=2.0)
             shutil.rmtree(root, ignore_errors=True)
-    return collector.result
+    return whole

@@ -23,7 +23,8 @@ from runner_agent.report.model import (
     masked,
     table,
 )
-from runner_agent.run.ansible_exec import _Collector
+from runner_agent.run.events import PlaysCollector
+from runner_agent.run.plays import Layout
 
 # words the report itself is made of: a secret equal to one must not mask the structure
 REPORT_WORDS = [
@@ -135,12 +136,14 @@ def _collect(secret: str, msg: str) -> list[str]:
     """What the collector streams and keeps of one failed task whose ``msg`` is given,
     printed as Ansible prints a result: JSON with non-ASCII raw (its callback's json.dumps)."""
     lines: list[str] = []
-    collector = _Collector(lines.append, Redactor([secret]))
+    layout = Layout(plays={"p": 0}, hosts={"localhost@ra0": (0, "localhost")})
+    collector = PlaysCollector(layout, 1, lines.append, redactor=Redactor([secret]))
     stdout = "fatal: [localhost]: FAILED! => " + json.dumps({"msg": msg}, ensure_ascii=False)
-    event = {"host": "localhost", "task": "t", "res": {"msg": msg}}
+    event = {"host": "localhost@ra0", "task": "t", "res": {"msg": msg}}
     collector({"event": "runner_on_failed", "stdout": stdout, "event_data": event})
-    (failed,) = collector.result.failed_tasks
-    return [*lines, failed.message, collector.result.results[0].message]
+    result = collector.plays[0].result
+    (failed,) = result.failed_tasks
+    return [*lines, failed.message, result.results[0].message]
 
 
 @settings(max_examples=300, deadline=None)
