@@ -45,6 +45,7 @@ from runner_agent.pipeline.parts import (
     dump,
     load_parts,
 )
+from runner_agent.report.files import loads
 from runner_agent.report.model import Report, account_for, load_reports, merge_reports
 
 if TYPE_CHECKING:
@@ -284,8 +285,8 @@ def read_summary(api: GitLab, dispatch_id: str, file_name: str = SUMMARY_FILE) -
     """A summary from the registry. Raises NotFound, or GitLabError when it is not a summary."""
     data = api.get_package_file(DISPATCH_PACKAGE, dispatch_id, file_name)
     try:
-        summary = json.loads(data)
-    except ValueError as exc:
+        summary = loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         raise GitLabError(f"{file_name} of dispatch {dispatch_id} is not JSON") from exc
     if not isinstance(summary, dict) or not isinstance(summary.get("reports"), list):
         raise GitLabError(f"{file_name} of dispatch {dispatch_id} is not a summary")

@@ -32,6 +32,7 @@ from runner_agent.core.errors import (
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, bundle_identities, check_ids, read_summary
 from runner_agent.gitlab.port import GitLab, NotFound
 from runner_agent.gitlab.retry import within
+from runner_agent.report.files import loads
 from runner_agent.report.model import (
     Report,
     account_for,
@@ -340,8 +341,9 @@ def _uploaded_reports(api: GitLab, dispatch_id: str) -> list[Any]:
     names = api.list_package_files(DISPATCH_PACKAGE, dispatch_id)
     for name in sorted({n for n in names if n.startswith("report-") and n.endswith(".json")}):
         try:
-            found.append(json.loads(api.get_package_file(DISPATCH_PACKAGE, dispatch_id, name)))
-        except (NotFound, ValueError):
+            data = api.get_package_file(DISPATCH_PACKAGE, dispatch_id, name)
+            found.append(loads(data.decode("utf-8")))  # a job's upload: NaN is not a report
+        except (NotFound, ValueError, RecursionError):
             continue
     return found
 
@@ -366,8 +368,8 @@ def _summary_reports(api: GitLab, job_id: int) -> list[dict[str, Any]]:
             if not (base.startswith("summary") and base.endswith(".json")):
                 continue
             try:
-                data = json.loads(archive.read(name))
-            except ValueError:
+                data = loads(archive.read(name).decode("utf-8"))
+            except (ValueError, RecursionError):
                 continue
             if isinstance(data, dict) and isinstance(data.get("reports"), list):
                 found.extend(r for r in data["reports"] if isinstance(r, dict))

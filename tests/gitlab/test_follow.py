@@ -217,6 +217,19 @@ def test_reports_after_a_cancel_read_what_the_task_jobs_uploaded(
     assert len(fake.calls) <= 10
 
 
+def test_an_uploaded_report_holding_nan_is_not_a_report(
+    fake: FakeGitLab, dispatcher: Dispatcher, registry: AgentRegistry
+) -> None:
+    handle = dispatcher.submit(make_tasks(registry, kv_task("acme/a")), ref="main")
+    fake.set_status(handle.pipeline_id, "canceled")  # no summary: the uploads are read
+    bad = Report("acme/a", "kv_file", "1.0.0", Status.SUCCESS, outputs={"n": 1.5}).to_dict()
+    text = json.dumps(bad).replace("1.5", "NaN")  # any job token can upload this
+    fake.put_package(DISPATCH_PACKAGE, handle.dispatch_id, "report-5.json", text.encode())
+
+    with pytest.raises(TaskFailed, match="no task reported"):  # it is not taken as one
+        dispatcher.reports(handle)
+
+
 def test_reports_before_the_end_and_after_a_reportless_failure(
     fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle
 ) -> None:
