@@ -179,6 +179,25 @@ def test_module_check_mode_and_prune(etcd: EtcdPrefix, tmp_path: Path) -> None:
     assert failed["failed"] is True and "cannot reach etcd" in failed["msg"]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "words"),
+    [
+        ("http://root:pa55word@127.0.0.1:9", "must not hold credentials"),
+        ("http://127.0.0.1:9\r\nX-Injected: 1", "control character"),
+        ("http://127.0.0.1 :9", "a space"),
+    ],
+    ids=["credentials", "crlf", "space"],
+)
+def test_an_endpoint_with_credentials_or_control_characters_fails_unquoted(
+    endpoint: str, words: str, tmp_path: Path
+) -> None:
+    args = {"endpoint": endpoint, "prefix": "/ra/", "values": {"a": 1}}
+    failed = run_module("kv_etcd", "kv_etcd", args, tmp_path)
+    assert failed["failed"] is True and words in failed["msg"]
+    # refused before the endpoint is quoted or returned (its output would be published)
+    assert "pa55word" not in failed["msg"] and "endpoint" not in failed
+
+
 # ---------------------------------------------------------------- argument specs
 
 

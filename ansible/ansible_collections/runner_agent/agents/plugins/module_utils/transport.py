@@ -10,8 +10,30 @@ builds one per scheme instead, and none that loads certificates for plain http.
 from __future__ import annotations
 
 import ssl
+from urllib.parse import urlsplit
 
 from ansible.module_utils.urls import Request, make_context
+
+
+def control(text):
+    """Whether ``text`` holds a C0 control character or DEL (what splits an HTTP header)."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def url_problem(url, name="url"):
+    """Why ``url`` must not be used, or None. Checked before the URL is quoted anywhere:
+    credentials in it would be published with the module's outputs (reports, state) and
+    urllib never sends them; http.client refuses spaces and control characters with an
+    exception the module would not have caught (InvalidURL)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError as exc:  # an unclosed IPv6 bracket, a bad port
+        return "%s is not a URL: %s" % (name, exc)
+    if "@" in netloc:
+        return "%s must not hold credentials (user:password@): give the secret as its own option" % name
+    if control(url) or " " in url:
+        return "%s holds a space or a control character (CR, LF, ...): percent-encode it" % name
+    return None
 
 
 class HTTP(object):

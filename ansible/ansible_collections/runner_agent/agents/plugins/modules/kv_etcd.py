@@ -169,12 +169,13 @@ import base64
 import json
 import socket
 import ssl
+from http.client import HTTPException
 
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP
+from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP, url_problem
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
@@ -289,7 +290,8 @@ def render_state(state):
 
 # etcd's answers when a token is missing, expired or invalid (api/v3rpc/rpctypes/error.go)
 TOKEN_ERRORS = ("invalid auth token", "user name is empty")
-UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError)
+UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError,
+               HTTPException)
 
 
 class Client(object):
@@ -302,6 +304,9 @@ class Client(object):
         if not endpoints:
             raise ValueError("endpoint must not be empty")
         for endpoint in endpoints:
+            problem = url_problem(endpoint, "endpoint")  # before it is quoted anywhere
+            if problem:
+                raise ValueError(problem)
             if not endpoint.startswith(("http://", "https://")):
                 raise ValueError("endpoint %r must start with http:// or https://" % endpoint)
         if user and password is None:

@@ -157,11 +157,10 @@ import ssl
 from http.client import HTTPException
 
 from urllib.error import HTTPError, URLError
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP
+from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP, control, url_problem
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
 
 UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError,
@@ -173,11 +172,6 @@ REASONS = {
     409: "conflict: the document was changed by someone else",
     412: "conflict: the document changed since it was read (ETag); nothing was written",
 }
-
-
-def _control(text):
-    """Whether ``text`` holds a C0 control character or DEL (what splits an HTTP header)."""
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 class HTTPDocError(Exception):
@@ -341,20 +335,12 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    # checked before the URL is quoted anywhere: credentials in it would be published with the
-    # url output in reports and state (and urllib never sends them); a CR or LF in a header's
-    # name or value is refused by http.client with the value quoted in its message
-    try:
-        netloc = urlsplit(p["url"]).netloc
-    except ValueError as exc:  # an unclosed IPv6 bracket, a bad port
-        module.fail_json(msg="url is not a URL: %s" % exc)
-    if "@" in netloc:
-        module.fail_json(msg="url must not hold credentials (user:password@): give the secret as token")
-    if _control(p["url"]) or " " in p["url"]:  # http.client refuses both (InvalidURL)
-        module.fail_json(msg="url holds a space or a control character (CR, LF, ...): percent-encode it")
-    if p["token"] is not None and _control(p["token"]):
+    problem = url_problem(p["url"])
+    if problem:
+        module.fail_json(msg=problem)
+    if p["token"] is not None and control(p["token"]):
         module.fail_json(msg="token holds a control character (CR, LF, ...)")
-    if any(_control(str(k)) or _control(str(v)) for k, v in p["headers"].items()):
+    if any(control(str(k)) or control(str(v)) for k, v in p["headers"].items()):
         module.fail_json(msg="headers: a header's name or value holds a control character (CR, LF, ...)")
     if not p["url"].startswith(("http://", "https://")):
         module.fail_json(msg="url must start with http:// or https://, got %r" % p["url"])
