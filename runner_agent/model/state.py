@@ -11,9 +11,7 @@ import contextlib
 import fcntl
 import functools
 import json
-import math
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,9 +20,10 @@ from typing import Any
 
 import jsonschema
 
-from runner_agent.core import fs
+from runner_agent.core import fs, strict_json
 from runner_agent.core.errors import InvalidInput, LockedError, Problem
 from runner_agent.core.resources import schema_path
+from runner_agent.model.identity import is_identity
 
 __all__ = [
     "HISTORY_MAX",
@@ -82,26 +81,9 @@ def _state_validator() -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
-@functools.cache
-def _identity_rule() -> re.Pattern[str]:
-    task = json.loads(schema_path("task").read_text(encoding="utf-8"))
-    return re.compile(task["$defs"]["identity"]["pattern"])
-
-
 def valid_identity(identity: str) -> bool:
     """Whether ``identity`` follows the task schema's identity rule (so it is a safe path)."""
-    return len(identity) <= 200 and _identity_rule().fullmatch(identity) is not None
-
-
-def _not_a_number(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of a number's range")
-    return value
+    return is_identity(identity)
 
 
 def parse_state(text: str | bytes, identity: str, where: str) -> State:
@@ -110,7 +92,7 @@ def parse_state(text: str | bytes, identity: str, where: str) -> State:
     try:
         # NaN and Infinity are not JSON (RFC 8259, section 6): Python reads them, and 1e400 as
         # inf, then `state -o json` would print them back as text no JSON reader accepts
-        data: Any = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+        data: Any = strict_json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise UnreadableState(where, f"not JSON ({exc})") from exc
     error = jsonschema.exceptions.best_match(_state_validator().iter_errors(data))

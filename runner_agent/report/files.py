@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner_agent.core import fs
+from runner_agent.core import fs, strict_json
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.report.model import (
     Report,
@@ -42,22 +41,7 @@ def write_dotenv(path: Path, report: Report) -> None:
     fs.write_text(path, dotenv(report.to_dict()))
 
 
-def _non_finite(text: str) -> Any:
-    raise ValueError(f"{text} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of a number's range")
-    return value
-
-
-def loads(text: str) -> Any:
-    """JSON ``text`` as RFC 8259 has it: NaN, Infinity and numbers out of a float's range are
-    refused (Python reads them, then writes summaries and dotenv files no JSON reader takes).
-    Raises ValueError, RecursionError."""
-    return json.loads(text, parse_constant=_non_finite, parse_float=_finite)
+loads = strict_json.loads  # reports: RFC 8259 JSON (core/strict_json.py)
 
 
 def read_reports(paths: Sequence[Path]) -> list[Report]:
