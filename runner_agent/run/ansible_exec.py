@@ -33,6 +33,7 @@ from runner_agent.report.model import FailedTask, HostStats, TaskResult
 __all__ = ["PlaybookResult", "PlaybookSpec", "ansible_env", "run_playbook", "write_private_dir"]
 
 DRIFT_KEY = "runner_agent_drift"
+CHANGES_KEY = "runner_agent_changes"  # per host: keys written or removed, with values
 _UNIX_PATH_MAX = 107
 _COLLECTIONS = "~/.ansible/collections:/usr/share/ansible/collections"  # Ansible's default
 _OUTCOMES = {
@@ -350,7 +351,7 @@ def run_playbook(
             private_data_dir=str(root),
             playbook="main.yml",
             envvars=env,
-            cmdline="--check --diff" if spec.check else None,
+            cmdline="--check" if spec.check else None,  # no --diff: values stay out of logs
             # job and idle timeouts are the backstop; cancel() ends the whole process tree
             settings={
                 "job_timeout": spec.timeout + 30,

@@ -24,7 +24,15 @@ from runner_agent.model.placeholders import Placeholder, env_refusal, find_place
 from runner_agent.model.state import State, StateStore
 from runner_agent.model.tasks import Task
 from runner_agent.report.model import CommandResult, Report, Status, masked
-from runner_agent.run.ansible_exec import DRIFT_KEY, PlaybookResult, PlaybookSpec, run_playbook
+from runner_agent.run.ansible_exec import (
+    CHANGES_KEY,
+    DRIFT_KEY,
+    PlaybookResult,
+    PlaybookSpec,
+    run_playbook,
+)
+from runner_agent.run.history import record_revision
+from runner_agent.run.secret_keys import SecretKeys
 
 __all__ = [
     "Interrupted",
@@ -55,6 +63,8 @@ class RunContext:
     redactor: Redactor = field(default_factory=Redactor)
     secrets: tuple[str, ...] = ()  # the values the tasks' ${env:} resolve to, set by run_tasks
     log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
+    # merged into the revision a run records (a rollback's "rollback of 7 to 5", state_of)
+    revision_note: Mapping[str, Any] | None = None
 
 
 class _Unresolved(Exception):
@@ -238,18 +248,34 @@ def run_task(task: Task, ctx: RunContext) -> Report:
         Status.SUCCESS,
         started=started.isoformat(),
         source=task.where,
+        check=task.check,
         **_links(ctx),
     )
     first = task.command or "update"
     # a read-only command (an agent's `readonly`, such as cycle) runs beside others and
-    # takes the lock only to record its result; every other command holds it throughout
-    exclusive = agent.takes_lock(first)
+    # takes the lock only to record its result; every other command holds it throughout.
+    # A dry run (task.check) changes nothing and records nothing: it takes no lock.
+    exclusive = agent.takes_lock(first) and not task.check
     written = False  # the state document is the truth: a stop signal waits for its write
 
     def keep(state: State | None) -> None:
         nonlocal written
         with deferred():
-            ctx.store.write(_next_state(task, agent, state, report, ctx))
+            new = _next_state(task, agent, state, report, ctx)
+            report.revision = record_revision(new, state, task, agent, report, ctx)
+            ctx.store.write(new)
+            written = True
+
+    def keep_revision(state: State | None) -> None:
+        """A run that failed after changing keys on some hosts: only its revision is kept,
+        so those changes can be rolled back; the rest of the state stays as it was."""
+        nonlocal written
+        if not report.key_changes or not any(report.key_changes.values()):
+            return
+        with deferred():
+            new = State.from_dict(state.to_dict()) if state else State(task.identity)
+            report.revision = record_revision(new, state, task, agent, report, ctx)
+            ctx.store.write(new)
             written = True
 
     try:
@@ -269,7 +295,9 @@ def run_task(task: Task, ctx: RunContext) -> Report:
             )
             if report.status is Status.SUCCESS and exclusive:
                 keep(state)
-        if report.status is Status.SUCCESS and not exclusive:
+            elif exclusive:
+                keep_revision(state)
+        if report.status is Status.SUCCESS and not exclusive and not task.check:
             with ctx.store.lock(task.identity, first, wait=True):
                 keep(ctx.store.read(task.identity))
     except KeyboardInterrupt as exc:
@@ -322,6 +350,7 @@ def _run_commands(
 def _run_command(
     task: Task, agent: Agent, command: str, config: Mapping[str, Any], timeout: int, ctx: RunContext
 ) -> CommandResult:
+    secret = SecretKeys.of(task, agent)
     extravars = {
         **config,
         "runner_agent_identity": task.identity,
@@ -337,7 +366,7 @@ def _run_command(
         extravars=extravars,
         inventory=hosts,
         timeout=timeout,
-        check=command == "cycle",
+        check=command == "cycle" or task.check,
         forks=_count_hosts(hosts),
     )
     on_output = None
@@ -362,8 +391,9 @@ def _run_command(
         hosts=result.hosts,
         failed_tasks=result.failed_tasks,
         results=result.results,
-        outputs={k: v for k, v in result.stats_data.items() if k != DRIFT_KEY},
-        drift=dict(result.stats_data.get(DRIFT_KEY) or {}),
+        outputs={k: v for k, v in result.stats_data.items() if k not in (DRIFT_KEY, CHANGES_KEY)},
+        drift=secret.mask(result.stats_data.get(DRIFT_KEY)),
+        changes=secret.mask(result.stats_data.get(CHANGES_KEY)),
         started=started.isoformat(),
         finished=finished.isoformat(),
         duration=round((finished - started).total_seconds(), 3),
