@@ -28,6 +28,7 @@ from runner_agent.core.resources import schema_path
 
 __all__ = [
     "HISTORY_MAX",
+    "REVISIONS_MAX",
     "LocalStateStore",
     "State",
     "StateStore",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 HISTORY_MAX = 20
+REVISIONS_MAX = 20  # unpinned revisions kept per identity; pinned ones are kept besides
 SCHEMA = 1
 
 
@@ -52,6 +54,9 @@ class State:
     last_status: str = ""
     updated: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    # a revision per run that changed keys (runner_agent.model.revisions), oldest first
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    next_revision: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}

@@ -116,9 +116,11 @@ def playbook_text(plays: Sequence[PlaybookSpec]) -> str:
             "hosts": f"ra{index}",
             "vars_files": [f"vars/ra{index}.json"],
         }
-        if spec.check:  # what `--check --diff` did for a whole run, for this play only
+        # what `--check` does for a whole run, for this play only (cycle, and every command of
+        # a dry run); no `diff`: Ansible would print whole values into the job log, the diff
+        # travels as runner_agent_changes instead (docs/agents.md)
+        if spec.check:
             play["check_mode"] = True
-            play["diff"] = True
         role: dict[str, Any] = {"name": spec.agent, "tasks_from": spec.command}
         if spec.validated:
             role["rolespec_validate"] = False
