@@ -60,7 +60,7 @@ class PlaybookSpec:
     extravars: Mapping[str, Any]  # the play's vars (config and runner_agent_*), never templated
     inventory: Mapping[str, Any]
     timeout: int  # seconds, from the play's start
-    check: bool = False  # check mode with diff, for this play only
+    check: bool = False  # check mode (never diff), for this play only
     forks: int = 1
     # the runtime checked the values against the entry point's argument spec (with Ansible's
     # own validator, model.agents.check_config): the play skips Ansible's check task, one
