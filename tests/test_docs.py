@@ -44,6 +44,8 @@ DOC_COMMANDS = (
     "state",
     "summarize",
     "stackl",
+    "history",
+    "rollback",
 )
 # Text that reads like `runner-agent <command>` but names no command, and what it is.
 NOT_COMMANDS = {
@@ -131,6 +133,7 @@ TOPIC_PAGES = (
     "agent-project",
     "dispatch",
     "architecture",
+    "safety",
 )
 
 

@@ -48,6 +48,8 @@ COMMANDS = {
     "state": "runner_agent.cli.schedule_cmd:state",
     "summarize": "runner_agent.cli.dispatch_cmd:summarize_cmd",
     "stackl": "runner_agent.cli.stackl_cmd:stackl",
+    "history": "runner_agent.cli.history_cmd:history",
+    "rollback": "runner_agent.cli.history_cmd:rollback_cmd",
 }
 
 

@@ -100,3 +100,12 @@ def print_json(data: Any) -> None:
 def print_problems(exc: InvalidInput) -> None:
     for problem in exc.problems:
         click.echo(f"invalid: {redact(str(problem))}", err=True)
+
+
+check_option = click.option(
+    "--check",
+    is_flag=True,
+    help="Dry run: the commands run in Ansible's check mode; nothing on an endpoint changes "
+    "and no state is written. The report says per host and key what would be added, "
+    "changed or removed, with the values before and after (secrets masked).",
+)

@@ -14,6 +14,7 @@ import click
 from runner_agent.cli import stackl_cmd
 from runner_agent.cli._common import (
     agents_path_option,
+    check_option,
     html_option,
     output_option,
     print_json,
@@ -26,7 +27,7 @@ from runner_agent.gitlab.bundle import job_context, load_parts, summarize
 from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, from_environ, load_handle
 from runner_agent.gitlab.follow import DispatchReports, DispatchStatus, progress_printer
 from runner_agent.model.agents import default_registry
-from runner_agent.model.tasks import Task, load_tasks, parse_duration
+from runner_agent.model.tasks import Task, as_check, load_tasks, parse_duration
 from runner_agent.report.files import write_summary
 from runner_agent.report.html import write_html
 from runner_agent.report.model import load_report, table
@@ -185,6 +186,7 @@ def _tasks(
     "(POST /trigger/pipeline); reading still uses the configured token.",
 )
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
+@check_option
 @_poll_options("With --wait: ")
 @gitlab_options
 @agents_path_option
@@ -197,6 +199,7 @@ def dispatch(
     use_variables: bool,
     trigger_token_env: str | None,
     wait_for: bool,
+    check: bool,
     timeout: str | None,
     interval: float,
     project: str | None,
@@ -225,6 +228,8 @@ def dispatch(
         tasks = asked.tasks
     else:
         tasks = _tasks(paths, from_stackl, agents_path)
+    if check:
+        tasks = as_check(tasks)
     trigger = os.environ.get(trigger_token_env, "") if trigger_token_env else None
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))

@@ -11,6 +11,7 @@ import click
 
 from runner_agent.cli._common import (
     agents_path_option,
+    check_option,
     html_option,
     output_option,
     print_json,
@@ -23,7 +24,7 @@ from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.redact import process as process_redactor
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
-from runner_agent.model.tasks import load_tasks, with_command
+from runner_agent.model.tasks import as_check, load_tasks, with_command
 from runner_agent.report.files import read_reports, write_summary
 from runner_agent.report.model import Report, merge_reports, table
 from runner_agent.report.outcome import exit_code
@@ -135,6 +136,7 @@ def _check_outputs(
     help="Stream Ansible's output (secrets masked) to stderr. Default: on inside a "
     "GitLab job, off elsewhere.",
 )
+@check_option
 @html_option("Also write the report as an HTML page here, to open in a browser.")
 @agents_path_option
 @output_option
@@ -147,6 +149,7 @@ def run(
     after: tuple[Path, ...],
     command: str | None,
     verbose: bool | None,
+    check: bool,
     html_path: Path | None,
     agents_path: tuple[Path, ...],
     output: str,
@@ -160,6 +163,7 @@ def run(
     Examples:
       runner-agent run examples/web.yml --local
       runner-agent run examples/web.yml --local --command cycle --output json
+      runner-agent run examples/web.yml --local --check    # what would change, nothing written
       runner-agent run task.json --local --state-dir ./state --report out/report.json
     \b
     Exit codes: 0 success, 1 a task failed, 2 invalid input, 3 locked, 5 timed out.
@@ -168,6 +172,8 @@ def run(
     tasks = load_tasks(paths, registry)
     if command:
         tasks = with_command(tasks, command, registry)
+    if check:
+        tasks = as_check(tasks)
     if dotenv_path and len(tasks) != 1:
         raise InvalidInput(Problem("--dotenv", f"needs one task; the files hold {len(tasks)}"))
     job = None if local else _job()

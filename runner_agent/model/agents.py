@@ -55,6 +55,10 @@ class Agent:
     description: str
     commands: Mapping[str, Command]
     readonly: frozenset[str] = frozenset()
+    # the check contract (docs/agents.md): the config option whose flattened keys are the
+    # endpoint's keys, and the keys (globs) whose values are never shown
+    keys_from: str = "values"
+    no_log_keys: tuple[str, ...] = ()
 
     @property
     def roles_path(self) -> Path:
@@ -74,6 +78,8 @@ class Agent:
                 for c in self.commands.values()
             },
             "readonly": sorted(self.readonly),
+            "keys_from": self.keys_from,
+            "no_log_keys": list(self.no_log_keys),
         }
 
 
@@ -124,6 +130,12 @@ def load_agent(role: Path) -> Agent:
     readonly = meta.get("readonly") or []
     if not isinstance(readonly, list) or not all(isinstance(c, str) for c in readonly):
         raise InvalidInput(Problem(str(meta_file), "readonly must be a list of command names"))
+    no_log_keys = meta.get("no_log_keys") or []
+    if not isinstance(no_log_keys, list) or not all(isinstance(k, str) for k in no_log_keys):
+        raise InvalidInput(Problem(str(meta_file), "no_log_keys must be a list of key patterns"))
+    keys_from = meta.get("keys_from", "values")
+    if not isinstance(keys_from, str) or not keys_from:
+        raise InvalidInput(Problem(str(meta_file), "keys_from must be a config option name"))
     return Agent(
         name=role.name,
         path=role,
@@ -131,6 +143,8 @@ def load_agent(role: Path) -> Agent:
         description=str(meta.get("description", "")),
         commands=commands,
         readonly=frozenset(readonly),
+        keys_from=keys_from,
+        no_log_keys=tuple(no_log_keys),
     )
 
 

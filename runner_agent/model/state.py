@@ -27,6 +27,7 @@ from runner_agent.model.identity import is_identity
 
 __all__ = [
     "HISTORY_MAX",
+    "REVISIONS_MAX",
     "LocalStateStore",
     "State",
     "StateStore",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 HISTORY_MAX = 20
+REVISIONS_MAX = 20  # unpinned revisions kept per identity; pinned ones are kept besides
 SCHEMA = 1
 
 
@@ -51,6 +53,9 @@ class State:
     last_status: str = ""
     updated: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    # a revision per run that changed keys (runner_agent.model.revisions), oldest first
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    next_revision: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, **asdict(self)}

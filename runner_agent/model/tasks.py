@@ -30,6 +30,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "Task",
     "agent_problems",
+    "as_check",
     "check_tasks",
     "dotenv_prefix",
     "load_tasks",
@@ -83,6 +84,8 @@ class Task:
     outputs_from: tuple[str, ...] = ()
     source: str = "<api>"
     document: int = 0
+    check: bool = False  # a dry run: check mode, nothing written (the schema's "check")
+    rollback: Mapping[str, Any] | None = None  # {to, force}: a dispatched rollback
 
     @property
     def where(self) -> str:
@@ -93,6 +96,10 @@ class Task:
         out: dict[str, Any] = {"identity": self.identity, "agent": self.agent}
         if self.command:
             out["command"] = self.command
+        if self.check:
+            out["check"] = True
+        if self.rollback is not None:
+            out["rollback"] = dict(self.rollback)
         if self.version is not None:
             out["version"] = self.version
         out["config"] = plain(self.config)
@@ -312,6 +319,8 @@ def _build(item: Mapping[str, Any], source: str, index: int) -> Task:
         outputs_from=tuple(item.get("outputs_from", ())),
         source=source,
         document=index,
+        check=bool(item.get("check", False)),
+        rollback=item.get("rollback"),
     )
 
 
@@ -402,6 +411,11 @@ def with_command(tasks: Iterable[Task], command: str, registry: AgentRegistry) -
     if problems:
         raise InvalidInput(problems)
     return replaced
+
+
+def as_check(tasks: Iterable[Task]) -> list[Task]:
+    """The tasks as dry runs (``run --check``, ``dispatch --check``)."""
+    return [replace(t, check=True) for t in tasks]
 
 
 def tasks_from_data(

@@ -81,6 +81,9 @@ tr.s-locked td:first-child { border-left: 4px solid #bf8700; }
 .o-changed, .c-changed { color: #7d4e00; }
 .o-skipped { color: #57606a; }
 .c-added { color: #1a7f37; }
+table.diff td.before { background: #ffebe9; } table.diff td.after { background: #dafbe1; }
+table.diff del, table.diff ins { text-decoration: none; }
+p.check { color: #0550ae; font-weight: 700; }
 .muted { color: #57606a; font-weight: normal; }
 .counts { list-style: none; padding: 0; margin: .5rem 0; display: flex; flex-wrap: wrap;
   gap: .5rem; }
@@ -219,12 +222,18 @@ def _task(index: int, r: Report) -> str:
         f"{' ' + _drift_badge(drift) if drift else ''}</summary>\n",
         _facts(_task_facts(r)),
     ]
+    if r.check:
+        parts.append(
+            '<p class="check">Dry run (--check): nothing was changed or recorded; '
+            "the tables say what a run would change.</p>\n"
+        )
     if r.error:  # a skip or a lock says why it did not run: not an error of its own
         label = "Why" if r.status in (Status.SKIPPED, Status.LOCKED) else "Error"
         parts.append(f'<h3>{label}</h3>\n<pre class="error">{_e(r.error)}</pre>\n')
     if not r.commands:
         parts.append('<p class="muted">No command ran.</p>\n')
     parts.extend(_command(c) for c in r.commands)
+    parts.extend(_conflicts(host, items) for host, items in sorted(r.conflicts.items()))
     if r.outputs:
         parts.append(_outputs(r.outputs))
     parts.append("</details>\n")
@@ -280,22 +289,75 @@ def _command(c: CommandResult) -> str:
         ]
         parts.append(_table("failures", "Failed tasks", ("Host", "Task", "Message", "As"), rows))
     parts.extend(_drift(host, items) for host, items in sorted(c.drift.items()))
+    verb = "Would change" if c.check_mode else "Changed"
+    parts.extend(
+        _diff(f"{verb} on {host}", host, items) for host, items in sorted(c.changes.items())
+    )
     parts.extend(_results(c))
     parts.append("</section>\n")
     return "".join(parts)
 
 
 def _drift(host: str, items: Iterable[Any]) -> str:
-    rows = [
-        [_e(i.get("key", "")), _outcome(str(i.get("change", "")), "c")]
-        if isinstance(i, Mapping)
-        else [_e(i), ""]
-        for i in items
-    ]
+    rows = [_diff_row(i) for i in items]
     where = f'data-host="{_e(host)}"'
     if not rows:
         return f'<p class="no-drift" {where}>No drift on <code>{_e(host)}</code>.</p>\n'
-    return _table("drift", f"Drift on {host}", ("Key", "Change"), rows, where)
+    head = ("Key", "Change", "Found", "Expected")
+    return _table("drift diff", f"Drift on {host}", head, rows, where)
+
+
+def _diff(caption: str, host: str, items: Iterable[Any]) -> str:
+    """A key diff: each key's change, its value before (struck) and after (inserted)."""
+    rows = [_diff_row(i) for i in items]
+    if not rows:
+        return ""
+    head = ("Key", "Change", "Before", "After")
+    return _table("changes diff", caption, head, rows, f'data-host="{_e(host)}"')
+
+
+def _conflicts(host: str, items: Iterable[Any]) -> str:
+    """A rollback's conflicts on one host: keys someone changed since, left as found."""
+    rows = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        cells = []
+        for side in ("found", "expected"):
+            entry = item.get(side) or {}
+            if "value" in entry:
+                text = json.dumps(entry["value"], ensure_ascii=False, sort_keys=True, default=str)
+            elif "secret" in entry:
+                text = f"(secret from {entry['secret'] or 'an unknown source'})"
+            else:
+                text = "(absent)" if entry else "(never written)"
+            cells.append(f"<code>{_e(text)}</code>")
+        rows.append([_e(item.get("key", "")), *cells])
+    caption = f"Conflicts on {host}: left alone (--force overwrites)"
+    head = ("Key", "Found", "Last written")
+    return _table("conflicts", caption, head, rows, f'data-host="{_e(host)}"')
+
+
+def _diff_row(item: Any) -> list[str]:
+    if not isinstance(item, Mapping):
+        return [_e(item), "", "", ""]
+
+    legacy = "before" not in item and "after" not in item  # a report from before values
+
+    def side(name: str, tag: str) -> str:
+        if legacy:
+            return "<td></td>"
+        if name not in item:
+            return f'<td class="absent muted">{_e("(absent)")}</td>'
+        value = json.dumps(item[name], ensure_ascii=False, sort_keys=True, default=str)
+        return f'<td class="{name}"><{tag}><code>{_e(value)}</code></{tag}></td>'
+
+    return [
+        _e(item.get("key", "")),
+        _outcome(str(item.get("change", "")), "c"),
+        side("before", "del"),
+        side("after", "ins"),
+    ]
 
 
 def _results(c: CommandResult) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from runner_agent.core import fs
-from runner_agent.core.redact import Redactor
+from runner_agent.core.redact import MASK, Redactor
 from runner_agent.model.state import valid_identity
 from runner_agent.model.tasks import dotenv_prefix
 
@@ -29,6 +29,9 @@ __all__ = [
     "Status",
     "TaskResult",
     "account_for",
+    "change_line",
+    "compose_changes",
+    "diff_lines",
     "dotenv",
     "load_report",
     "load_reports",
@@ -92,13 +95,15 @@ class CommandResult:
     failed_tasks: list[FailedTask] = field(default_factory=list)
     results: list[TaskResult] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    drift: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    drift: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     started: str = ""
     finished: str = ""
     duration: float = 0.0
     error: str = ""
     timed_out: bool = False
     check_mode: bool = False
+    # per host: [{key, change, before, after}] written or removed (would be, in check mode)
+    changes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +122,9 @@ class Report:
     source: str = ""
     pipeline_url: str = ""
     job_url: str = ""
+    check: bool = False  # a dry run (run --check): nothing written, changes say what would be
+    revision: int | None = None  # the revision the run recorded (runner-agent history)
+    conflicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rollback: left
 
     @property
     def changed(self) -> int:
@@ -128,12 +136,18 @@ class Report:
         return sum(h.failed + h.unreachable for c in self.commands for h in c.hosts.values())
 
     @property
-    def drift(self) -> dict[str, list[dict[str, str]]]:
-        out: dict[str, list[dict[str, str]]] = {}
+    def drift(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
         for c in self.commands:
             for host, items in c.drift.items():
                 out.setdefault(host, []).extend(items)
         return out
+
+    @property
+    def key_changes(self) -> dict[str, list[dict[str, Any]]]:
+        """Per host, what the commands did to each key, taken together (would have, in check
+        mode): the value before the first command that touched it, after the last one."""
+        return compose_changes(c.changes for c in self.commands)
 
     def to_dict(self, *, results: bool = False) -> dict[str, Any]:
         """The report as JSON-ready data; per-task results only when asked (JUnit has them)."""
@@ -142,6 +156,7 @@ class Report:
         data["changed"] = self.changed
         data["failed"] = self.failed
         data["drift"] = self.drift
+        data["key_changes"] = self.key_changes
         if not results:
             for c in data["commands"]:
                 c.pop("results", None)
@@ -161,9 +176,9 @@ class Report:
 
 def masked(report: Report, redactor: Redactor) -> Report:
     """A copy of ``report`` with ``redactor``'s secrets masked in its free text: errors,
-    messages, Ansible task names, and the values of outputs and drift. Names and words the
-    report is made of (identity, agent, command, status, host, keys) are left as they are,
-    so masking never changes a report's shape, whatever the secret."""
+    messages, Ansible task names, and the values of outputs, drift, changes and conflicts.
+    Names and words the report is made of (identity, agent, command, status, host, keys) are
+    left as they are, so masking never changes a report's shape, whatever the secret."""
     if not redactor:
         return report
     text = redactor.text
@@ -176,10 +191,10 @@ def masked(report: Report, redactor: Redactor) -> Report:
             ],
             results=[replace(r, task=text(r.task), message=text(r.message)) for r in c.results],
             outputs=redactor.values(c.outputs),
-            drift={  # a drift entry's key is a name, like an output's: only the change is text
-                host: [{k: v if k == "key" else text(v) for k, v in e.items()} for e in entries]
-                for host, entries in c.drift.items()
-            },
+            # a drift or change entry's key is a name, like an output's: only the values
+            # (change, before, after) are text
+            drift=_mask_entries(c.drift, redactor),
+            changes=_mask_entries(c.changes, redactor),
             error=text(c.error),
         )
 
@@ -188,7 +203,55 @@ def masked(report: Report, redactor: Redactor) -> Report:
         commands=[command(c) for c in report.commands],
         outputs=redactor.values(report.outputs),
         error=text(report.error),
+        conflicts=_mask_entries(report.conflicts, redactor),
     )
+
+
+def _mask_entries(
+    per_host: Mapping[str, Sequence[Mapping[str, Any]]], redactor: Redactor
+) -> dict[str, list[dict[str, Any]]]:
+    """Per host entries (drift, changes, conflicts) with their values masked; ``key`` is a
+    name, like an output's, and stays as it is (so a short secret never garbles it)."""
+    return {
+        host: [{k: v if k == "key" else redactor.values(v) for k, v in e.items()} for e in entries]
+        for host, entries in per_host.items()
+    }
+
+
+def compose_changes(
+    steps: Iterable[Mapping[str, Sequence[Mapping[str, Any]]]],
+) -> dict[str, list[dict[str, Any]]]:
+    """Per host and key, the net change of several steps of changes, sorted by key.
+
+    An ``added`` then ``removed`` key nets out; ``before`` comes from the first step that
+    touched the key, ``after`` from the last one.
+    """
+    absent = object()
+    net: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for step in steps:
+        for host, items in step.items():
+            keys = net.setdefault(host, {})
+            for item in items:
+                key = str(item.get("key", ""))
+                after = item.get("after", absent)
+                before = keys[key][0] if key in keys else item.get("before", absent)
+                keys[key] = (before, after)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for host, keys in net.items():
+        items_out = out.setdefault(host, [])
+        for key in sorted(keys):
+            before, after = keys[key]
+            if before is absent and after is absent:
+                continue
+            if before is absent:
+                items_out.append({"key": key, "change": "added", "after": after})
+            elif after is absent:
+                items_out.append({"key": key, "change": "removed", "before": before})
+            elif before != after or before == MASK:  # masked secrets: say changed
+                items_out.append(
+                    {"key": key, "change": "changed", "before": before, "after": after}
+                )
+    return out
 
 
 def load_reports(items: Iterable[Any]) -> list[Report]:
@@ -267,6 +330,7 @@ def load_report(data: Mapping[str, Any]) -> Report:
                 error=_get(c, "error", str, "", at),
                 timed_out=_get(c, "timed_out", bool, False, at),
                 check_mode=_get(c, "check_mode", bool, False, at),
+                changes=dict(_get(c, "changes", Mapping, {}, at)),
             )
         )
     identity = _get(data, "identity", str, None)
@@ -278,6 +342,12 @@ def load_report(data: Mapping[str, Any]) -> Report:
         fields["duration"] = _get(data, "duration", number, 0.0)
     if "timed_out" in data:
         fields["timed_out"] = _get(data, "timed_out", bool, False)
+    if "check" in data:
+        fields["check"] = _get(data, "check", bool, False)
+    if "revision" in data:
+        fields["revision"] = _get(data, "revision", (int, type(None)), None)
+    if "conflicts" in data:
+        fields["conflicts"] = dict(_get(data, "conflicts", Mapping, {}))
     try:
         status = Status(str(data.get("status")))
     except ValueError:
@@ -328,6 +398,9 @@ def junit(reports: Iterable[Report]) -> str:
                     "error",
                     command.error,
                 )
+            lines = diff_lines(report.identity, command, limit=None)
+            if lines:
+                ET.SubElement(suite, "system-out").text = _xml("\n".join(lines) + "\n")
         if not report.commands:
             suite = ET.SubElement(
                 root,
@@ -345,7 +418,7 @@ def junit(reports: Iterable[Report]) -> str:
                 suite, report.identity, report.status.value, report.duration, outcome, report.error
             )
     for suite in root:
-        cases = list(suite)
+        cases = [c for c in suite if c.tag == "testcase"]
         suite.set("tests", str(len(cases)))
         for kind, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped")):
             suite.set(kind, str(sum(1 for c in cases if c.find(tag) is not None)))
@@ -512,10 +585,71 @@ def table(reports: Sequence[Report]) -> str:
                 details.append(f"{r.identity} {c.command} {f.host}: {f.task}: {f.message}")
             if c.error:
                 details.append(f"{r.identity} {c.command}: {c.error}")
-            for host, items in c.drift.items():
-                if not items:
-                    continue
-                keys = ", ".join(f"{i.get('key')} ({i.get('change')})" for i in items)
-                details.append(f"{r.identity} drift on {host}: {keys}")
+            details.extend(diff_lines(r.identity, c, check=r.check))
+        for host, items in r.conflicts.items():
+            details.append(f"{r.identity} conflicts on {host} (left alone; --force overwrites):")
+            for item in items:
+                found, expected = item.get("found", {}), item.get("expected", {})
+                details.append(
+                    f"  ! {item.get('key', '')}: found {_side(found)}, "
+                    f"last written {_side(expected) if expected else '(never)'}"
+                )
     lines.extend(f"  {printable(line)}" for line in details)
     return "\n".join(lines) + "\n"
+
+
+def _side(entry: Mapping[str, Any]) -> str:
+    if "absent" in entry:
+        return "(absent)"
+    if "secret" in entry:
+        return f"(secret from {entry['secret'] or 'an unknown source'})"
+    return show_value(entry.get("value"))
+
+
+TABLE_KEYS = 20  # keys listed per host under the table; the report JSON has them all
+_SIGN = {"added": "+", "changed": "~", "removed": "-"}
+
+
+def show_value(value: Any, width: int = 60) -> str:
+    """A value as a person reads it in a diff line: JSON, cut to ``width`` characters."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def change_line(item: Mapping[str, Any], drift: bool = False) -> str:
+    """``~ key: "old" -> "new"`` (drift: ``found "x", expected "y"``)."""
+    change = str(item.get("change", ""))
+    head = f"{_SIGN.get(change, '?')} {item.get('key', '')}"
+    before = show_value(item["before"]) if "before" in item else None
+    after = show_value(item["after"]) if "after" in item else None
+    if drift:
+        found = f"found {before}" if before is not None else "missing"
+        expected = f"expected {after}" if after is not None else "not expected"
+        return f"{head}: {found}, {expected}"
+    if change == "added":
+        return f"{head}: {after}"
+    if change == "removed":
+        return f"{head}: was {before}"
+    return f"{head}: {before} -> {after}"
+
+
+def diff_lines(
+    identity: str, command: CommandResult, *, check: bool = False, limit: int | None = TABLE_KEYS
+) -> list[str]:
+    """Lines naming each host's drift and key changes of one command, values included."""
+    lines: list[str] = []
+    for kind, per_host in (("drift", command.drift), ("changes", command.changes)):
+        for host, items in per_host.items():
+            if not items:
+                continue
+            if kind == "drift":
+                lines.append(f"{identity} drift on {host}:")
+            elif check or command.check_mode:
+                lines.append(f"{identity} {command.command} would change on {host}:")
+            else:
+                lines.append(f"{identity} {command.command} changed on {host}:")
+            shown = items if limit is None else items[:limit]
+            lines.extend(f"  {change_line(i, kind == 'drift')}" for i in shown)
+            if len(items) > len(shown):
+                lines.append(f"  … and {len(items) - len(shown)} more (see the report JSON)")
+    return lines

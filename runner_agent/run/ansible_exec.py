@@ -25,7 +25,7 @@ from pathlib import Path
 from runner_agent.core.redact import Redactor
 from runner_agent.core.resources import ansible_dir
 from runner_agent.core.signals import deferred
-from runner_agent.run.events import DRIFT_KEY, PlaybookResult, PlaysCollector
+from runner_agent.run.events import CHANGES_KEY, DRIFT_KEY, PlaybookResult, PlaysCollector
 from runner_agent.run.plays import (
     CALLBACK_DIR,
     PlaybookSpec,
@@ -35,6 +35,7 @@ from runner_agent.run.plays import (
 )
 
 __all__ = [
+    "CHANGES_KEY",
     "DRIFT_KEY",
     "PlaybookResult",
     "PlaybookSpec",

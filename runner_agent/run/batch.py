@@ -27,6 +27,7 @@ from runner_agent.model.state import State
 from runner_agent.model.tasks import Task
 from runner_agent.report.model import CommandResult, Report, Status
 from runner_agent.run.ansible_exec import (
+    CHANGES_KEY,
     DRIFT_KEY,
     PlaybookResult,
     PlaybookSpec,
@@ -41,6 +42,8 @@ from runner_agent.run.context import (
     links,
     redacted,
 )
+from runner_agent.run.history import record_revision
+from runner_agent.run.secret_keys import SecretKeys
 
 __all__ = ["BatchInterrupted", "batches", "run_batch"]
 
@@ -131,11 +134,14 @@ def _job(task: Task, ctx: RunContext) -> _Job:
         Status.SUCCESS,
         started=started.isoformat(),
         source=task.where,
+        check=task.check,
         **links(ctx),
     )
     # a read-only command (an agent's `readonly`, such as cycle) runs beside others and
-    # takes the lock only to record its result; every other command holds it throughout
-    return _Job(task, agent, report, started, agent.takes_lock(task.command or "update"))
+    # takes the lock only to record its result; every other command holds it throughout.
+    # A dry run (task.check) changes nothing and records nothing: it takes no lock.
+    exclusive = agent.takes_lock(task.command or "update") and not task.check
+    return _Job(task, agent, report, started, exclusive)
 
 
 def _prepare(job: _Job, ctx: RunContext) -> None:
@@ -216,7 +222,7 @@ def _round(live: list[_Job], step: int, ctx: RunContext) -> None:
         remaining = math.ceil(job.deadline - ctx.clock().timestamp())
         if remaining <= 0:
             job.report.timed_out = True
-            _end(job, ctx, Status.ERROR, f"timed out after {job.task.timeout}s")
+            _fail(job, ctx, Status.ERROR, f"timed out after {job.task.timeout}s")
             continue
         specs.append(_spec(job, job.commands[step], remaining))
         owners.append(job)
@@ -241,12 +247,12 @@ def _round(live: list[_Job], step: int, ctx: RunContext) -> None:
         ended = ctx.clock()
         if ctx.on_output is not None and ctx.log_sections:
             ctx.on_output(_section("end", _section_name(job), ended))
-        outcome = _command_result(specs[index], result, started, ended)
+        outcome = _command_result(job, specs[index], result, started, ended)
         job.report.commands.append(outcome)
         job.report.outputs.update(outcome.outputs)
         if outcome.status is not Status.SUCCESS:
             job.report.timed_out = outcome.timed_out
-            _end(job, ctx, outcome.status, outcome.error)
+            _fail(job, ctx, outcome.status, outcome.error)
         elif step == len(job.commands) - 1:
             _succeed(job, ctx)
 
@@ -281,10 +287,13 @@ def _plays_runner(ctx: RunContext) -> Callable[..., Any]:
 
 
 def _succeed(job: _Job, ctx: RunContext) -> None:
-    """Every command succeeded: the identity's state changes, then the task is done."""
+    """Every command succeeded: the identity's state changes (not in a dry run), then the
+    task is done."""
     task = job.task
     try:
-        if job.exclusive:
+        if task.check:
+            pass
+        elif job.exclusive:
             _keep(job, job.state, ctx)
         else:
             with ctx.store.lock(task.identity, job.first, wait=True):
@@ -301,8 +310,32 @@ def _succeed(job: _Job, ctx: RunContext) -> None:
 def _keep(job: _Job, state: State | None, ctx: RunContext) -> None:
     # the state document is the truth: a stop signal waits for its write
     with deferred():
-        ctx.store.write(_next_state(job, state, ctx))
+        new = _next_state(job, state, ctx)
+        job.report.revision = record_revision(new, state, job.task, job.agent, job.report, ctx)
+        ctx.store.write(new)
         job.written = True
+
+
+def _fail(job: _Job, ctx: RunContext, status: Status, error: str) -> None:
+    """A command failed or the task ran out of time: the task is done. When an exclusive
+    run had changed keys on some hosts by then, only its revision is added to the state
+    (under the lock it still holds), so those changes can be rolled back; the rest of the
+    state stays as it was."""
+    report = job.report
+    if job.exclusive and any(report.key_changes.values()):
+        report.status, report.error = status, error  # what a stop after the write reports
+        try:
+            with deferred():
+                state = job.state
+                new = State.from_dict(state.to_dict()) if state else State(job.task.identity)
+                report.revision = record_revision(new, state, job.task, job.agent, report, ctx)
+                ctx.store.write(new)
+                job.written = True
+        except (InvalidInput, LockedError) as exc:
+            error = f"{error}; and its revision was not recorded: {exc}"
+        except GitLabError as exc:
+            error = f"{error}; and its revision was not recorded: state store: {exc}"
+    _end(job, ctx, status, error)
 
 
 def _stopped(job: _Job, ctx: RunContext) -> Report:
@@ -340,15 +373,18 @@ def _spec(job: _Job, command: str, timeout: int) -> PlaybookSpec:
         },
         inventory=hosts,
         timeout=timeout,
-        check=command == "cycle",
+        check=command == "cycle" or task.check,
         forks=_count_hosts(hosts),
         validated=True,
     )
 
 
 def _command_result(
-    spec: PlaybookSpec, result: PlaybookResult, started: datetime, finished: datetime
+    job: _Job, spec: PlaybookSpec, result: PlaybookResult, started: datetime, finished: datetime
 ) -> CommandResult:
+    # secret keys' values masked both sides, though no redactor knows the value an endpoint
+    # held (docs/agents.md, the check contract)
+    secret = SecretKeys.of(job.task, job.agent)
     outcome = CommandResult(
         command=spec.command,
         status=_STATUS.get(result.status, Status.ERROR),
@@ -356,8 +392,9 @@ def _command_result(
         hosts=result.hosts,
         failed_tasks=result.failed_tasks,
         results=result.results,
-        outputs={k: v for k, v in result.stats_data.items() if k != DRIFT_KEY},
-        drift=dict(result.stats_data.get(DRIFT_KEY) or {}),
+        outputs={k: v for k, v in result.stats_data.items() if k not in (DRIFT_KEY, CHANGES_KEY)},
+        drift=secret.mask(result.stats_data.get(DRIFT_KEY)),
+        changes=secret.mask(result.stats_data.get(CHANGES_KEY)),
         started=started.isoformat(),
         finished=finished.isoformat(),
         duration=round((finished - started).total_seconds(), 3),

@@ -48,6 +48,8 @@ class RunContext:
     secrets: tuple[str, ...] = ()  # the values the tasks' ${env:} resolve to, set by run_tasks
     log_sections: bool = False  # wrap each command's Ansible output in a GitLab log section
     batch_size: int = 200  # tasks per batch (docs/performance.md)
+    # merged into the revision a run records (a rollback's "rollback of 7 to 5", state_of)
+    revision_note: Mapping[str, Any] | None = None
 
 
 def effective_version(task: Task, agent: Agent) -> str:

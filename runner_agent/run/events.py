@@ -21,9 +21,10 @@ from runner_agent.core.redact import Redactor
 from runner_agent.report.model import FailedTask, HostStats, TaskResult
 from runner_agent.run.plays import RESCUE_TASK, Layout
 
-__all__ = ["DRIFT_KEY", "PlaybookResult", "PlaysCollector"]
+__all__ = ["CHANGES_KEY", "DRIFT_KEY", "PlaybookResult", "PlaysCollector"]
 
 DRIFT_KEY = "runner_agent_drift"
+CHANGES_KEY = "runner_agent_changes"  # per host: keys written or removed, with values
 _OUTCOMES = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -174,11 +175,12 @@ class PlaysCollector:
                 result.stats_data[key] = _aggregate(
                     result.stats_data, key, value, bool(stats.get("aggregate"))
                 )
-        drift = result.stats_data.get(DRIFT_KEY)
-        if isinstance(drift, Mapping):  # keyed by inventory_hostname: the alias
-            result.stats_data[DRIFT_KEY] = {
-                self.layout.hosts.get(str(k), (0, str(k)))[1]: v for k, v in drift.items()
-            }
+        for per_host_key in (DRIFT_KEY, CHANGES_KEY):
+            per_host = result.stats_data.get(per_host_key)
+            if isinstance(per_host, Mapping):  # keyed by inventory_hostname: the alias
+                result.stats_data[per_host_key] = {
+                    self.layout.hosts.get(str(k), (0, str(k)))[1]: v for k, v in per_host.items()
+                }
 
     def finish(self, status: str, rc: int | None, timed_out: int | None) -> None:
         """After the run: a play that started and did not end (the run stopped in it) ends

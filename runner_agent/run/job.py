@@ -10,13 +10,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner_agent.core.errors import InvalidInput, LockedError
 from runner_agent.core.signals import deferred
 from runner_agent.model.tasks import Task
 from runner_agent.report.files import write_dotenv, write_reports
 from runner_agent.report.model import Report, Status, merge_reports
 from runner_agent.run.runtime import Interrupted, RunContext, run_tasks, skipped_report
 
-__all__ = ["Deliveries", "blocked_by", "deliver", "run_job"]
+__all__ = ["Deliveries", "blocked_by", "deliver", "run_job", "run_or_roll_back"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,30 @@ def deliver(reports: list[Report], to: Deliveries) -> None:
         to.publish(reports)
 
 
+def run_or_roll_back(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
+    """Run the tasks; a task with ``rollback`` (a dispatched ``runner-agent rollback``) rolls
+    its identity back instead (docs/safety.md): a lock held elsewhere or a bad revision is
+    that task's report (locked, error), as the job must report every task."""
+    if not any(t.rollback is not None for t in tasks):
+        return run_tasks(tasks, ctx)
+    from runner_agent.run.rollback import rollback
+
+    reports: list[Report] = []
+    for task in tasks:
+        if task.rollback is None:
+            reports.extend(run_tasks([task], ctx))
+            continue
+        to = str(task.rollback.get("to", "previous"))
+        force = bool(task.rollback.get("force", False))
+        try:
+            reports.extend(rollback(task.identity, to, ctx, check=task.check, force=force))
+        except (LockedError, InvalidInput) as exc:
+            report = skipped_report(task, ctx, f"rollback: {exc}")
+            report.status = Status.LOCKED if isinstance(exc, LockedError) else Status.ERROR
+            reports.append(report)
+    return reports
+
+
 def run_job(
     tasks: Sequence[Task], ctx: RunContext, *, after: Sequence[Path], to: Deliveries
 ) -> list[Report]:
@@ -67,7 +92,7 @@ def run_job(
         reports = [skipped_report(t, ctx, blocked) for t in tasks]
     else:
         try:
-            reports = run_tasks(tasks, ctx)
+            reports = run_or_roll_back(tasks, ctx)
         except Interrupted as exc:
             # uploads give up STOP_GRACE seconds after the signal: the runner kills soon
             with deferred():

@@ -60,7 +60,7 @@ class PlaybookSpec:
     extravars: Mapping[str, Any]  # the play's vars (config and runner_agent_*), never templated
     inventory: Mapping[str, Any]
     timeout: int  # seconds, from the play's start
-    check: bool = False  # check mode with diff, for this play only
+    check: bool = False  # check mode (never diff), for this play only
     forks: int = 1
     # the runtime checked the values against the entry point's argument spec (with Ansible's
     # own validator, model.agents.check_config): the play skips Ansible's check task, one
@@ -116,9 +116,11 @@ def playbook_text(plays: Sequence[PlaybookSpec]) -> str:
             "hosts": f"ra{index}",
             "vars_files": [f"vars/ra{index}.json"],
         }
-        if spec.check:  # what `--check --diff` did for a whole run, for this play only
+        # what `--check` does for a whole run, for this play only (cycle, and every command of
+        # a dry run); no `diff`: Ansible would print whole values into the job log, the diff
+        # travels as runner_agent_changes instead (docs/agents.md)
+        if spec.check:
             play["check_mode"] = True
-            play["diff"] = True
         role: dict[str, Any] = {"name": spec.agent, "tasks_from": spec.command}
         if spec.validated:
             role["rolespec_validate"] = False

@@ -248,6 +248,10 @@ def test_role_lifecycle(etcd: EtcdPrefix, tmp_path: Path) -> None:
     assert stored["app/port"] == "8080" and stored["app/debug"] == "false"
     assert stored["app/hosts"] == '["a","b"]'
     assert stored["app/template"] == "{{ not_rendered }}" and stored["app/octal"] == "0640"
+    changes = first.custom.pop("runner_agent_changes")["localhost"]
+    assert len(changes) == 306
+    assert {"key": stale, "change": "removed", "before": "pruned by update"} in changes
+    assert {"key": "app/port", "change": "added", "after": "8080"} in changes
     assert first.custom == {
         "endpoint": etcd.endpoint,
         "prefix": etcd.prefix,
@@ -272,9 +276,9 @@ def test_role_lifecycle(etcd: EtcdPrefix, tmp_path: Path) -> None:
     assert cycle.custom == {
         "runner_agent_drift": {
             "localhost": [
-                {"key": "app/port", "change": "added"},
-                {"key": "intruder", "change": "removed"},
-                {"key": "key001", "change": "changed"},
+                {"key": "app/port", "change": "added", "after": "8080"},
+                {"key": "intruder", "change": "removed", "before": "x"},
+                {"key": "key001", "change": "changed", "before": "edited", "after": "value 1"},
             ]
         }
     }

@@ -387,6 +387,9 @@ def test_role_lifecycle(tmp_path: Path) -> None:
     written = json.loads(target.read_text())
     assert written == config["values"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    changes = first.custom.pop("runner_agent_changes")["localhost"]
+    assert {"key": "db/host", "change": "added", "after": "db1"} in changes
+    assert len(changes) == len(written) + 1  # the leaves: db is two
     assert first.custom == {
         "path": str(target),
         "format": "json",
@@ -416,9 +419,9 @@ def test_role_lifecycle(tmp_path: Path) -> None:
         hosts=("localhost", "node2"),
     )
     drift = [
-        {"key": "extra", "change": "removed"},
-        {"key": "port", "change": "changed"},
-        {"key": "replicas", "change": "added"},
+        {"key": "extra", "change": "removed", "before": True},
+        {"key": "port", "change": "changed", "before": 9090, "after": 8080},
+        {"key": "replicas", "change": "added", "after": "3"},
     ]
     assert cycle.custom == {"runner_agent_drift": {"localhost": drift, "node2": drift}}
     assert json.loads(target.read_text()) == edited
@@ -432,6 +435,8 @@ def test_role_lifecycle(tmp_path: Path) -> None:
 
     # uninstall: the file goes, the backup stays
     gone = run_role("kv_file", "uninstall", config, tmp_path / "run5")
+    removed = gone.custom.pop("runner_agent_changes")["localhost"]
+    assert {"key": "port", "change": "removed", "before": 9090} in removed
     assert gone.changed() == 1 and gone.custom == {"path": str(target), "removed": True}
     assert not target.exists() and backup_path.exists()
 

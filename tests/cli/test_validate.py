@@ -65,7 +65,7 @@ CASES: list[tuple[str, int | None, str, str]] = [
     # -- missing and unknown fields
     ("missing_identity.yml", 0, "identity", "required field is missing"),
     ("missing_agent.json", 0, "agent", "required field is missing"),
-    ("unknown_field.yml", 0, "colour", "unknown field (known: agent, apiVersion, command"),
+    ("unknown_field.yml", 0, "colour", "unknown field (known: agent, apiVersion, check, command"),
     ("unknown_runner_field.yml", 0, "runner.image", "unknown field (known: tags)"),
     ("api_version_unknown.yml", 0, "apiVersion", "expected 'runner-agent/v1'"),
     # -- agent, command and config against the agent's argument spec

@@ -218,8 +218,8 @@ def test_drift_is_listed_per_host_with_a_badge_on_the_row() -> None:
     assert set(tables) == {"web1", "web2"}
     listed = {h: [cells(r) for r in t.find_all("tr")[1:]] for h, t in tables.items()}
     assert listed == {
-        "web1": [["port", "changed"], ["tls", "added"]],
-        "web2": [["motd", "removed"]],
+        "web1": [["port", "changed", "", ""], ["tls", "added", "", ""]],
+        "web2": [["motd", "removed", "", ""]],
     }
     assert tables["web1"].find_all("caption")[0].text == "Drift on web1"
     (checked,) = web.find_all("p", "no-drift")
@@ -383,9 +383,9 @@ def test_run_html_shows_the_drift_a_real_cycle_found(tmp_path: Path) -> None:
     (table,) = web.find_all("table", "drift")
     assert table.attrs["data-host"] == "localhost"
     assert sorted(cells(r) for r in table.find_all("tr")[1:]) == [
-        ["debug", "removed"],
-        ["port", "changed"],
-        ["tls", "added"],
+        ["debug", "removed", "true", "(absent)"],
+        ["port", "changed", "9090", "8080"],
+        ["tls", "added", "(absent)", '"on"'],
     ]
 
 
@@ -450,3 +450,13 @@ def test_the_summary_job_writes_and_exposes_its_page(path: Path) -> None:
     assert ".runner-agent/report.html" in job["artifacts"]["paths"]
     assert ".runner-agent/summary.json" in job["artifacts"]["paths"]
     _expose_ok(job["artifacts"])
+
+
+def test_a_rollbacks_conflicts_are_listed_per_host() -> None:
+    report = Report("acme/db", "kv_etcd", "1", Status.SUCCESS)
+    report.conflicts = {
+        "localhost": [{"key": "a", "found": {"value": "by-hand"}, "expected": {"value": "2"}}]
+    }
+    page = Page(html_report([report]))
+    (table,) = details_by_identity(page)["acme/db"].find_all("table", "conflicts")
+    assert [cells(r) for r in table.find_all("tr")[1:]] == [["a", '"by-hand"', '"2"']]

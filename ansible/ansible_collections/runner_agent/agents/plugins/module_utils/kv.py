@@ -49,3 +49,18 @@ def drift(desired, actual, same=None, removed=True):
         elif not same(desired[key], actual[key]):
             out.append({"key": key, "change": "changed"})
     return out
+
+
+def key_changes(desired, actual, drift_items):
+    """The drift with values: [{key, change, before, after}] (the check contract in
+    docs/agents.md). ``before`` is what ``actual`` holds (absent for an added key), ``after``
+    what ``desired`` holds (absent for a removed one). The runtime masks secret keys' values."""
+    out = []
+    for item in drift_items:
+        entry = dict(item)
+        if item["key"] in actual:
+            entry["before"] = actual[item["key"]]
+        if item["change"] != "removed":
+            entry["after"] = desired[item["key"]]
+        out.append(entry)
+    return out

@@ -143,6 +143,15 @@ drift:
   type: list
   elements: dict
   sample: [{"key": "db/pool", "change": "changed"}]
+changes:
+  description:
+    - The keys written or removed (or that would be, in check mode), each with its value
+      before (absent for an added key) and after (absent for a removed one), as stored.
+    - The runtime masks the values of secret keys (docs/agents.md, the check contract).
+  returned: O(operation=write) or O(operation=remove)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed", "before": "5", "after": "10"}]
 transactions:
   description: Transactions sent.
   returned: O(operation=write)
@@ -176,7 +185,7 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP, url_problem
-from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import SEP, drift, flatten, key_changes
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 MAX_TXN_BYTES = 1024 * 1024  # JSON body size; etcd's default --max-request-bytes is 1.5 MiB
@@ -391,9 +400,12 @@ class Client(object):
         return int(answer.get("count") or 0), revision_of(answer)
 
     def delete_prefix(self, prefix):
-        answer = self.call("/v3/kv/deleterange",
-                           {"key": b64(prefix), "range_end": b64(range_end(prefix))})
-        return int(answer.get("deleted") or 0), revision_of(answer)
+        """(deleted count, header revision, relative key -> value deleted): prev_kv asks etcd
+        for what the delete removed (DeleteRangeRequest.prev_kv, api/etcdserverpb/rpc.proto)."""
+        answer = self.call("/v3/kv/deleterange", {
+            "key": b64(prefix), "range_end": b64(range_end(prefix)), "prev_kv": True})
+        return (int(answer.get("deleted") or 0), revision_of(answer),
+                decode_kvs(prefix, answer.get("prev_kvs")))
 
     def txn(self, ops):
         answer = self.call("/v3/kv/txn", {"success": ops})
@@ -439,6 +451,7 @@ def op_write(module, client, prefix, values, prune):
         keys=len(desired),
         revision=revision,
         drift=drift,
+        changes=key_changes(desired, actual, drift),
         transactions=0 if module.check_mode else len(batches),
         deleted=0 if module.check_mode else len(deletes),
     )
@@ -454,10 +467,13 @@ def op_write(module, client, prefix, values, prune):
 
 def op_remove(module, client, prefix):
     if module.check_mode:
-        count, revision = client.count_prefix(prefix)
-        return dict(changed=count > 0, deleted=count, revision=revision, keys=0)
-    deleted, revision = client.delete_prefix(prefix)
-    return dict(changed=deleted > 0, deleted=deleted, revision=revision, keys=0)
+        held, revision = client.read_prefix(prefix)
+        deleted = len(held)
+    else:
+        deleted, revision, held = client.delete_prefix(prefix)
+    gone = [{"key": key, "change": "removed"} for key in sorted(held)]
+    return dict(changed=deleted > 0, deleted=deleted, revision=revision, keys=0,
+                changes=key_changes({}, held, gone))
 
 
 def op_read(module, client, prefix):

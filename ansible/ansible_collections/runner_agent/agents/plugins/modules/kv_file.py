@@ -117,6 +117,15 @@ drift:
   type: list
   elements: dict
   sample: [{"key": "db/pool", "change": "changed"}]
+changes:
+  description:
+    - The keys written or removed (or that would be, in check mode), each with its value
+      before (absent for an added key) and after (absent for a removed one), as stored.
+    - The runtime masks the values of secret keys (docs/agents.md, the check contract).
+  returned: O(operation=write) or O(operation=remove)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed", "before": "5", "after": "10"}]
 removed:
   description: Whether the file was there to remove.
   returned: O(operation=remove)
@@ -144,6 +153,7 @@ from ansible_collections.runner_agent.agents.plugins.module_utils.kv import (
     SEP,
     drift,
     flatten,
+    key_changes,
     normalize,
 )
 
@@ -741,6 +751,7 @@ def op_write(module, path, fmt, values):
         keys=len(desired),
         drift=compute_drift(desired, actual, fmt),
     )
+    result["changes"] = key_changes(desired, actual, result["drift"])
     if module._diff:
         diff = [dict(
             before_header=path,
@@ -754,14 +765,21 @@ def op_write(module, path, fmt, values):
     return result
 
 
-def op_remove(module, path):
+def op_remove(module, path, fmt=None):
     refuse_link(module, path)
     if os.path.isdir(path):
         module.fail_json(msg="%s is a folder" % path, path=path)
     exists = os.path.lexists(path)
+    held = {}
+    if exists and fmt:
+        try:
+            held = flatten(parse(read_bytes(path).decode("utf-8"), fmt))
+        except (ValueError, UnicodeDecodeError, OSError):
+            held = {}  # not readable as the format: the file goes, no keys to name
     if exists and not module.check_mode:
         os.unlink(path)
-    result = dict(changed=exists, path=path, removed=exists)
+    gone = compute_drift({}, held, fmt or "json")
+    result = dict(changed=exists, path=path, removed=exists, changes=key_changes({}, held, gone))
     if module._diff:
         result["diff"] = dict(
             before={"path": path, "state": "file" if exists else "absent"},
@@ -825,7 +843,7 @@ def main():
         if p["operation"] == "write":
             result = op_write(module, path, p["format"], p["values"])
         elif p["operation"] == "remove":
-            result = op_remove(module, path)
+            result = op_remove(module, path, p["format"])
         else:
             result = op_backup(module, path, p["backup_dir"])
     except OSError as exc:  # permission denied, not a directory, disk full...
