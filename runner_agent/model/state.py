@@ -34,7 +34,6 @@ __all__ = [
     "UnreadableState",
     "default_state_dir",
     "parse_state",
-    "valid_identity",
 ]
 
 HISTORY_MAX = 20
@@ -84,11 +83,6 @@ def _state_validator() -> jsonschema.protocols.Validator:
     schema["$defs"]["identity"] = task["$defs"]["identity"]  # one identity rule: the task's
     cls = jsonschema.validators.validator_for(schema)
     return cls(schema)
-
-
-def valid_identity(identity: str) -> bool:
-    """Whether ``identity`` follows the task schema's identity rule (so it is a safe path)."""
-    return is_identity(identity)
 
 
 def parse_state(text: str | bytes, identity: str, where: str) -> State:
@@ -148,7 +142,7 @@ class LocalStateStore(StateStore):
     def _path(self, identity: str, suffix: str) -> Path:
         # the identity rule (lower-case segments, no "..", no leading "/") keeps every
         # document inside the folder; an identity that breaks it is never made a path
-        if not valid_identity(identity):
+        if not is_identity(identity):  # the schema's rule: so it is a safe path
             raise InvalidInput(Problem(str(self.root), f"{identity!r} is not a valid identity"))
         return self.root / f"{identity}{suffix}"
 

@@ -18,7 +18,7 @@ from xml.etree import ElementTree as ET
 
 from runner_agent.core import fs
 from runner_agent.core.redact import MASK, Redactor
-from runner_agent.model.state import valid_identity
+from runner_agent.model.identity import is_identity
 from runner_agent.model.tasks import dotenv_prefix
 
 __all__ = [
@@ -334,7 +334,7 @@ def load_report(data: Mapping[str, Any]) -> Report:
             )
         )
     identity = _get(data, "identity", str, None)
-    if not valid_identity(identity):
+    if not is_identity(identity):
         raise ValueError(f"identity: {identity[:100]!r} is not a valid identity")
     texts = ("started", "finished", "error", "source", "pipeline_url", "job_url")
     fields = {k: _get(data, k, str, "") for k in texts if k in data}
