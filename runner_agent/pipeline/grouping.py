@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.tasks import Task
 
-__all__ = ["DEFAULT_SHARDS", "JobGroup", "group_jobs", "lock_shard"]
+__all__ = ["DEFAULT_SHARDS", "DEFAULT_TASKS_PER_JOB", "JobGroup", "group_jobs", "lock_shard"]
 
 DEFAULT_SHARDS = 16
+# provisional: chosen from benchmarks/bench_batch.py and explained in docs/scaling.md
+DEFAULT_TASKS_PER_JOB = 20
 MAX_SHARDS = 256
 
 
