@@ -437,12 +437,14 @@ class FakeGitLab:
         return body
 
     def _variables_refused(self, body: dict[str, Any], trigger: bool) -> bool:
-        """Whether the project's setting refuses this request's pipeline variables. Before 18.0
-        the trigger API adds TRIGGER_PAYLOAD as a pipeline variable to every pipeline it creates,
-        so "no one allowed" refuses every trigger (gitlab-org/gitlab#557381, fixed by !204230)."""
+        """Whether the project's setting refuses this request's pipeline variables. The trigger
+        API adds TRIGGER_PAYLOAD as a pipeline variable to every pipeline it creates, so "no one
+        allowed" refuses every trigger (gitlab-org/gitlab#557381). The fix (!204230) names no
+        release we could confirm, so the fake refuses at every version: stricter than a fixed
+        GitLab, never looser than an unfixed one, and runner-agent never relies on the fix."""
         if self.pipeline_variables_role != "no_one_allowed":
             return False
-        return bool(body.get("variables")) or (trigger and self.older_than("18.0"))
+        return bool(body.get("variables")) or trigger
 
     def _do_create_pipeline_post(self, m: re.Match[str], call: Call) -> Answer:
         body = self._accept(call, "17.10")  # doc/api/pipelines.md, "Create a new pipeline"

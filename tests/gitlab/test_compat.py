@@ -128,8 +128,8 @@ def test_schedules_with_only_a_job_token_stop_before_any_request(
     assert code == 2 and fake.calls == [] and "access token" in err
 
 
-@pytest.mark.parametrize(("version", "refused"), [("17.11.0", True), ("18.0.0", False)])
-def test_a_trigger_token_where_no_one_may_use_variables_fails_clearly_on_17(
+@pytest.mark.parametrize(("version", "refused"), [("17.11.0", True), ("18.6.0", True)])
+def test_a_trigger_token_where_no_one_may_use_variables_fails_clearly(
     fake: FakeGitLab,
     run_cli: RunCli,
     tmp_path: Path,
