@@ -142,9 +142,9 @@ def _variables_refused(where: str) -> str:
     """The project's "Minimum role to use pipeline variables" refused the request."""
     if "/trigger/pipeline" in where:
         return (
-            f"{where}: the project allows no one to use pipeline variables, and GitLab without "
-            "the fix of gitlab-org/gitlab#557381 counts the trigger API's own TRIGGER_PAYLOAD as one"
-            ": dispatch without --trigger-token-env (an access token creates the pipeline with "
+            f"{where}: the project allows no one to use pipeline variables, and GitLab "
+            "without the fix of gitlab-org/gitlab#557381 counts the trigger API's own "
+            "TRIGGER_PAYLOAD as one: dispatch without --trigger-token-env (an access token creates the pipeline with "
             "inputs), or raise the minimum role to Developer"
         )
     return (
