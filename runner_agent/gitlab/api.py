@@ -144,8 +144,8 @@ def _variables_refused(where: str) -> str:
         return (
             f"{where}: the project allows no one to use pipeline variables, and GitLab "
             "without the fix of gitlab-org/gitlab#557381 counts the trigger API's own "
-            "TRIGGER_PAYLOAD as one: dispatch without --trigger-token-env (an access token creates the pipeline with "
-            "inputs), or raise the minimum role to Developer"
+            "TRIGGER_PAYLOAD as one: dispatch without --trigger-token-env (an access token "
+            "creates the pipeline with inputs), or raise the minimum role to Developer"
         )
     return (
         f"{where}: the project allows no one to use pipeline variables: dispatch without "
