@@ -78,6 +78,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     active_jobs: int = 0  # jobs alive beside this run's, itself included, as GitLab counts them
+    body: dict[str, Any] = field(default_factory=dict)  # the creation request, as accepted
+    tags: dict[str, list[str]] = field(default_factory=dict)  # top-level job -> its tags
 
     def overlaps(self, other: Run) -> bool:
         end = self.ended if self.ended is not None else float("inf")
@@ -211,6 +213,7 @@ class GitLabStandIn(FakeGitLab):
         origin = f"{self.base}/{PROJECT_PATH}.git"
         subprocess.run(["git", "remote", "set-url", "origin", origin], cwd=checkout, check=True)
         run = Run(pid, checkout, self.workdir / f"p{pid}.log", f"{JOB_TOKEN}-p{pid}")
+        run.body = body
         self.runs[pid] = run
         threading.Thread(target=self._execute, args=(run, body), daemon=True).start()
 
@@ -240,7 +243,9 @@ class GitLabStandIn(FakeGitLab):
             f"--ignore-predefined-vars={','.join([*variables, 'CI_PIPELINE_SOURCE'])}",
         ]
         for key, value in (body.get("inputs") or {}).items():
-            command.append(f"--input={key}={value}")
+            # gitlab-ci-local parses an --input value as JSON when it can (arrays, booleans)
+            text = value if isinstance(value, str) else json.dumps(value)
+            command.append(f"--input={key}={text}")
         trigger_variables = body.get("variables") or {}
         if isinstance(trigger_variables, list):  # POST /pipeline: [{"key", "value"}]
             trigger_variables = {v["key"]: v["value"] for v in trigger_variables}
@@ -258,11 +263,63 @@ class GitLabStandIn(FakeGitLab):
             bridges = self.bridges.get(run.pipeline_id, [])
             failed = code != 0 or any(b["status"] == "failed" for b in bridges)
             status = "canceled" if run.canceled else ("failed" if failed else "success")
+            if self._stuck(run):  # no runner has a tag "$X": GitLab never starts the job
+                status = "pending"
             if self._over_active_jobs(run):
                 status = "failed"
                 self.pipelines[run.pipeline_id]["_failure_reason"] = "job_activity_limit_exceeded"
                 self._undo_uploads(run)
             self.pipelines[run.pipeline_id]["status"] = status
+
+    def _stuck(self, run: Run) -> bool:
+        """Whether a job of the pipeline kept a tag naming an unset variable (its tag_list, as
+        GitLab lists it, is set by _job from _tags)."""
+        return any(
+            "$" in tag for job in self.jobs.get(run.pipeline_id, []) for tag in job["tag_list"]
+        )
+
+    def _tags(self, run: Run) -> dict[str, list[str]]:
+        """Each top-level job's tags as GitLab stores them when it creates the pipeline: the
+        inputs interpolated (doc/ci/inputs/_index.md: an array input placed whole), then each
+        tag's variables expanded once from the pipeline's variables, the project's and the
+        YAML's global ones, in GitLab's order of precedence (doc/ci/variables/_index.md); a
+        variable that is not set stays as written (ExpandVariables.expand_existing in
+        lib/gitlab/ci/pipeline/seed/build.rb; spec/services/ci/create_pipeline_service/
+        tags_spec.rb, "when the variable is not set")."""
+        text = (run.checkout / ".gitlab-ci.yml").read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+        if len(documents) != 2:
+            return {}
+        spec = (documents[0] or {}).get("spec", {}).get("inputs", {})
+        given = {k: v.get("default") for k, v in spec.items()} | (run.body.get("inputs") or {})
+
+        def value(m: re.Match[str]) -> str:
+            got = given[m["name"]]
+            return got if isinstance(got, str) else json.dumps(got)
+
+        body = text.split("\n---\n", 1)[1]
+        pipeline = yaml.safe_load(re.sub(r"\$\[\[\s*inputs\.(?P<name>\w+)\s*\]\]", value, body))
+        sent = run.body.get("variables") or {}
+        if isinstance(sent, list):
+            sent = {v["key"]: v["value"] for v in sent}
+        known = {
+            **{k: str(v) for k, v in (pipeline.get("variables") or {}).items()},
+            **self._project_variables(run),
+            **sent,
+        }
+
+        def expand(tag: str) -> str:
+            return re.sub(
+                r"\$(?:\{(\w+)\}|(\w+))",
+                lambda m: known.get(m[1] or m[2], m[0]),
+                tag,
+            )
+
+        return {
+            name: [expand(str(tag)) for tag in job.get("tags") or []]
+            for name, job in pipeline.items()
+            if isinstance(job, dict) and "script" in job
+        }
 
     def _undo_uploads(self, run: Run) -> None:
         """GitLab would not have created the pipeline that passed the limit, so none of its
@@ -337,6 +394,7 @@ class GitLabStandIn(FakeGitLab):
         """Jobs, bridges and child pipelines from gitlab-ci-local's log, as GitLab lists them:
         a bridge (trigger job) is not a job, and with ``strategy: depend`` it takes its child
         pipeline's status."""
+        run.tags = self._tags(run)
         lines = run.log.read_text(encoding="utf-8", errors="replace").splitlines()
         in_child = {m["name"]: m["bridge"] for line in lines if (m := _CHILD_LINE.match(line))}
         results = {m["name"]: _STATUS[m[1]] for line in lines if (m := _RESULT.match(line))}
@@ -377,6 +435,10 @@ class GitLabStandIn(FakeGitLab):
             web_url=f"{self.base}/{PROJECT_PATH}/-/jobs/{job_id}",
             artifacts=[],
         )
+        if pipeline_id == run.pipeline_id:
+            job["tag_list"] = run.tags.get(name, [])
+            if any("$" in tag for tag in job["tag_list"]):
+                job["status"] = "pending"  # stuck: no runner has such a tag
         job["pipeline"].update(id=pipeline_id, status=self.pipelines[pipeline_id]["status"])
         kept = run.checkout / ".gitlab-ci-local" / "artifacts" / name
         if kept.is_dir() and any(kept.rglob("*")):
