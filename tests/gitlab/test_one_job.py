@@ -118,7 +118,7 @@ def test_submit_sends_the_one_jobs_inputs(
 ) -> None:
     dispatcher.submit(make_tasks(registry, kv_task(runner={"tags": ["linux"]})), ref="main")
     inputs = fake.routed("create_pipeline")[0].json()["inputs"]
-    assert inputs["one_job"] is True and inputs["job_tags"] == ["linux"]
+    assert inputs["one_job"] == "true" and inputs["job_tags"] == ["linux"]
     assert inputs["job_lock"] == lock_shard("acme/web", 16) and inputs["job_timeout"] == "1h 5m"
 
 

@@ -243,9 +243,9 @@ class GitLabStandIn(FakeGitLab):
             f"--ignore-predefined-vars={','.join([*variables, 'CI_PIPELINE_SOURCE'])}",
         ]
         for key, value in (body.get("inputs") or {}).items():
-            # gitlab-ci-local parses an --input value as JSON when it can (arrays, booleans)
-            text = value if isinstance(value, str) else json.dumps(value)
-            command.append(f"--input={key}={text}")
+            # gitlab-ci-local parses an --input value as JSON when it can: as JSON, each input
+            # keeps the type the API request gave it ("true" a string, [..] an array)
+            command.append(f"--input={key}={json.dumps(value)}")
         trigger_variables = body.get("variables") or {}
         if isinstance(trigger_variables, list):  # POST /pipeline: [{"key", "value"}]
             trigger_variables = {v["key"]: v["value"] for v in trigger_variables}
