@@ -298,7 +298,11 @@ class Dispatcher:
                 "checksum": bundle.checksum,
             }
             if job is not None:
-                inputs |= {"one_job": "true", "job_lock": job.lock, "job_timeout": job.timeout_text()}
+                inputs |= {
+                    "one_job": "true",
+                    "job_lock": job.lock,
+                    "job_timeout": job.timeout_text(),
+                }
                 if job.tags:  # else the YAML's default: RA_JOB_TAG
                     inputs["job_tags"] = list(job.tags)
             ids: dict[str, Any] = {"inputs": inputs}
