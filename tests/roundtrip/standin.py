@@ -80,6 +80,7 @@ class Run:
     active_jobs: int = 0  # jobs alive beside this run's, itself included, as GitLab counts them
     body: dict[str, Any] = field(default_factory=dict)  # the creation request, as accepted
     tags: dict[str, list[str]] = field(default_factory=dict)  # top-level job -> its tags
+    waiting: list[str] = field(default_factory=list)  # jobs no runner can take: never run
 
     def overlaps(self, other: Run) -> bool:
         end = self.ended if self.ended is not None else float("inf")
@@ -259,24 +260,43 @@ class GitLabStandIn(FakeGitLab):
             run.ended = time.monotonic()
             run.done.set()  # also when the engine failed: the job token is invalid from now
         with self.lock:
+            if run.waiting:  # GitLab created the jobs; no runner ever takes them
+                for name in run.waiting:
+                    self._job(run, run.pipeline_id, name, "pending")
+                self.pipelines[run.pipeline_id]["status"] = "pending"
+                return
             self._record_jobs(run)
             bridges = self.bridges.get(run.pipeline_id, [])
             failed = code != 0 or any(b["status"] == "failed" for b in bridges)
             status = "canceled" if run.canceled else ("failed" if failed else "success")
-            if self._stuck(run):  # no runner has a tag "$X": GitLab never starts the job
-                status = "pending"
             if self._over_active_jobs(run):
                 status = "failed"
                 self.pipelines[run.pipeline_id]["_failure_reason"] = "job_activity_limit_exceeded"
                 self._undo_uploads(run)
             self.pipelines[run.pipeline_id]["status"] = status
 
-    def _stuck(self, run: Run) -> bool:
-        """Whether a job of the pipeline kept a tag naming an unset variable (its tag_list, as
-        GitLab lists it, is set by _job from _tags)."""
-        return any(
-            "$" in tag for job in self.jobs.get(run.pipeline_id, []) for tag in job["tag_list"]
+    def _no_runner_for(self, run: Run, body: dict[str, Any]) -> list[str]:
+        """The jobs of the pipeline (after their rules, as gitlab-ci-local lists them) left
+        with a tag naming an unset variable: GitLab creates them, and no runner has such a
+        tag, so they stay pending and nothing of the pipeline runs."""
+        run.tags = self._tags(run)
+        literal = {name for name, tags in run.tags.items() if any("$" in t for t in tags)}
+        if not literal:
+            return []
+        listed = subprocess.run(
+            [*self._command(run, body), "--list"],
+            cwd=run.checkout,
+            env=self.runner_env,
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TIMEOUT,
+            check=False,
+        ).stdout.splitlines()
+        header = next((n for n, line in enumerate(listed) if line.startswith("name ")), None)
+        names = (
+            {line.split()[0] for line in listed[header + 1 :] if line.strip()} if header else set()
         )
+        return sorted(literal & names)
 
     def _tags(self, run: Run) -> dict[str, list[str]]:
         """Each top-level job's tags as GitLab stores them when it creates the pipeline: the
@@ -370,6 +390,9 @@ class GitLabStandIn(FakeGitLab):
         with self.lock:
             if run.canceled:  # cancelled before a runner took it
                 return 1
+            run.waiting = self._no_runner_for(run, body)
+            if run.waiting:
+                return 0
             self.pipelines[run.pipeline_id]["status"] = "running"
             with run.log.open("wb") as log:
                 run.process = subprocess.Popen(
@@ -394,7 +417,6 @@ class GitLabStandIn(FakeGitLab):
         """Jobs, bridges and child pipelines from gitlab-ci-local's log, as GitLab lists them:
         a bridge (trigger job) is not a job, and with ``strategy: depend`` it takes its child
         pipeline's status."""
-        run.tags = self._tags(run)
         lines = run.log.read_text(encoding="utf-8", errors="replace").splitlines()
         in_child = {m["name"]: m["bridge"] for line in lines if (m := _CHILD_LINE.match(line))}
         results = {m["name"]: _STATUS[m[1]] for line in lines if (m := _RESULT.match(line))}
@@ -437,8 +459,6 @@ class GitLabStandIn(FakeGitLab):
         )
         if pipeline_id == run.pipeline_id:
             job["tag_list"] = run.tags.get(name, [])
-            if any("$" in tag for tag in job["tag_list"]):
-                job["status"] = "pending"  # stuck: no runner has such a tag
         job["pipeline"].update(id=pipeline_id, status=self.pipelines[pipeline_id]["status"])
         kept = run.checkout / ".gitlab-ci-local" / "artifacts" / name
         if kept.is_dir() and any(kept.rglob("*")):

@@ -7,13 +7,14 @@ rest of the dispatches still take."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from standin import Cli, GitLabStandIn, _agents, _descendants, _processes
+from standin import GIT, Cli, GitLabStandIn, _agents, _descendants, _processes
 
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, SUMMARY_FILE
 from runner_agent.gitlab.state_store import STATE_PACKAGE
@@ -176,3 +177,25 @@ def test_tasks_on_two_sets_of_runners_take_the_parent_child_path(
     assert "runner-agent-plan" in names and ONE_JOB not in names
     assert [b["name"] for b in standin.bridges[handle["pipeline_id"]]] == ["runner-agent-run"]
     assert json.loads((out / "b.json").read_text()) == {"b": 2}
+
+
+def test_without_its_default_tag_the_one_job_would_wait_for_a_runner_forever(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    # why RA_JOB_TAG has a default: GitLab keeps a tag naming an unset variable as "$RA_JOB_TAG",
+    # a tag no runner has (the stand-in models it: the job stays pending)
+    shipped = (standin.project_repo / ".gitlab-ci.yml").read_text()
+    bare = shipped.replace('  RA_JOB_TAG: "runner-agent"\n', "", 1)
+    assert bare != shipped
+    (standin.project_repo / ".gitlab-ci.yml").write_text(bare)
+    subprocess.run([*GIT, "commit", "-qam", "no default tag"], cwd=standin.project_repo, check=True)
+    path = _write(tmp_path, "untagged", [kv_file("acme/u", tmp_path / "u.json", {"u": 1})])
+
+    code, _, err = cli("dispatch", str(path), "--wait", "--timeout", "40s", "--interval", "1")
+
+    assert code == 5 and "still pending" in err
+    (run,) = standin.runs.values()
+    assert [(job["name"], job["tag_list"]) for job in standin.jobs[run.pipeline_id]] == [
+        (ONE_JOB, ["$RA_JOB_TAG"])
+    ]
+    assert not (tmp_path / "u.json").exists()  # no runner took the job
