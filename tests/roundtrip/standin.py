@@ -293,9 +293,9 @@ class GitLabStandIn(FakeGitLab):
             check=False,
         ).stdout.splitlines()
         header = next((n for n, line in enumerate(listed) if line.startswith("name ")), None)
-        names = (
-            {line.split()[0] for line in listed[header + 1 :] if line.strip()} if header else set()
-        )
+        if header is None:
+            return []  # the engine refused the file: the run says why
+        names = {line.split()[0] for line in listed[header + 1 :] if line.strip()}
         return sorted(literal & names)
 
     def _tags(self, run: Run) -> dict[str, list[str]]:
