@@ -36,6 +36,7 @@ COMMANDS = {
     "validate": "runner_agent.cli.tasks_cmds:validate",
     "run": "runner_agent.cli.run_cmd:run",
     "collect": "runner_agent.cli.run_cmd:collect",
+    "job": "runner_agent.cli.run_cmd:job_cmd",
     "render": "runner_agent.cli.render_cmd:render",
     "plan": "runner_agent.cli.render_cmd:plan_cmd",
     "dotenv": "runner_agent.cli.render_cmd:dotenv_cmd",

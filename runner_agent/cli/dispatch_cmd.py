@@ -185,6 +185,15 @@ def _tasks(
     help="Create the pipeline with the trigger token in this environment variable "
     "(POST /trigger/pipeline); reading still uses the configured token.",
 )
+@click.option(
+    "--one-job/--no-one-job",
+    "one_job",
+    default=True,
+    show_default=True,
+    help="Run tasks that fit in one job (one set of runner tags, few tasks) as that one job "
+    "of the agent project, without plan job, child pipeline and summary job. --no-one-job "
+    "for an agent project whose pipeline predates it (no one_job input).",
+)
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
 @check_option
 @_poll_options("With --wait: ")
@@ -198,6 +207,7 @@ def dispatch(
     ref: str | None,
     use_variables: bool,
     trigger_token_env: str | None,
+    one_job: bool,
     wait_for: bool,
     check: bool,
     timeout: str | None,
@@ -234,7 +244,13 @@ def dispatch(
     if trigger_token_env and not trigger:
         raise InvalidInput(Problem("--trigger-token-env", f"{trigger_token_env} is not set"))
     mode = TriggerMode.VARIABLES if use_variables else None  # None: by GitLab's version
-    dispatcher = _dispatcher(project=project, section=section, mode=mode, trigger_token=trigger)
+    dispatcher = _dispatcher(
+        project=project,
+        section=section,
+        mode=mode,
+        trigger_token=trigger,
+        allow_one_job=one_job,
+    )
     handle = dispatcher.submit(tasks, ref=ref)
     if not wait_for:
         if output == "json":

@@ -59,6 +59,25 @@ def _publisher(job: Any) -> Callable[[list[Report]], None] | None:
     return publish
 
 
+def _context(registry: Any, job: Any, state_dir: Path | None, verbose: bool | None) -> RunContext:
+    """How the tasks run: state in GitLab inside a job (``job``), else in ``state_dir``;
+    Ansible's output streamed (secrets masked) when ``verbose``, by default inside a job."""
+    if job is not None:
+        from runner_agent.gitlab.state_store import GitLabStateStore
+
+        store: StateStore = GitLabStateStore(job.api)
+    else:
+        store = LocalStateStore(state_dir or default_state_dir())
+    stream = _in_gitlab_job() if verbose is None else verbose
+    return RunContext(
+        registry=registry,
+        store=store,
+        on_output=(lambda line: click.echo(line, err=True)) if stream else None,
+        log_sections=stream and _in_gitlab_job(),
+        redactor=process_redactor(),
+    )
+
+
 def _check_outputs(
     report: Path | None, dotenv: Path | None, html: Path | None, state_dir: Path | None
 ) -> None:
@@ -185,21 +204,9 @@ def run(
                 "(or RUNNER_AGENT_LOCAL=1)",
             )
         )
-    if job is not None:
-        from runner_agent.gitlab.state_store import GitLabStateStore
-
-        store: StateStore = GitLabStateStore(job.api)
-    else:
+    if job is None:
         state_dir = state_dir or default_state_dir()
-        store = LocalStateStore(state_dir)
-    stream = _in_gitlab_job() if verbose is None else verbose
-    ctx = RunContext(
-        registry=registry,
-        store=store,
-        on_output=(lambda line: click.echo(line, err=True)) if stream else None,
-        log_sections=stream and _in_gitlab_job(),
-        redactor=process_redactor(),
-    )
+    ctx = _context(registry, job, state_dir, verbose)
     _check_outputs(report_path, dotenv_path, html_path, state_dir if job is None else None)
     to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
     try:
@@ -267,3 +274,74 @@ def collect(
     if summary["missing"]:
         click.echo(f"error: {summary['missing']} task report(s) missing", err=True)
     return exit_code(reports, missing=summary["missing"])
+
+
+@click.command(name="job")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".runner-agent",
+    show_default=True,
+    help="Where the job writes summary.json, report.html and reports/ (its artifacts).",
+)
+@click.option("--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]")
+@click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")
+@click.option(
+    "--verbose/--quiet",
+    "-v/-q",
+    default=None,
+    help="Stream Ansible's output (secrets masked) to stderr. Default: on.",
+)
+@agents_path_option
+@output_option
+def job_cmd(
+    workdir: Path,
+    dispatch_id: str,
+    checksum: str,
+    verbose: bool | None,
+    agents_path: tuple[Path, ...],
+    output: str,
+) -> int:
+    """A small dispatch's one job: the plan, task and summary jobs in one.
+
+    Downloads the dispatch's bundle with the job token, verifies its checksum (nothing runs
+    when it differs: exit 2), runs its tasks as `run` would (one ansible-playbook run where
+    they can share it), then writes and uploads each report and summary.json, which
+    `runner-agent reports` reads. Exits as `run` would for the same tasks.
+    """
+    job = _job()
+    if job is None or not job.dispatch_id:
+        raise InvalidInput(
+            Problem("job", "runs inside a dispatched GitLab job (CI_JOB_TOKEN, RA_DISPATCH_ID)")
+        )
+    if dispatch_id != job.dispatch_id:
+        raise InvalidInput(Problem("--dispatch-id", "differs from the job's RA_DISPATCH_ID"))
+    from runner_agent.gitlab.bundle import fetch_bundle_tasks, publish_summary
+
+    registry = default_registry(agents_path)
+    tasks = fetch_bundle_tasks(
+        dispatch_id, checksum, environ=os.environ, registry=registry, api=job.api
+    )
+    ctx = _context(registry, job, None, verbose)
+    publish_reports = _publisher(job)
+    summary_path = workdir / "summary.json"
+    _check_outputs(workdir / "reports" / "tasks.json", None, workdir / "report.html", None)
+
+    def publish(reports: list[Report]) -> None:
+        summary = merge_reports(reports, expected=len(tasks))
+        write_summary(summary_path, summary)
+        if publish_reports is not None:
+            publish_reports(reports)
+        publish_summary(summary_path.name, summary, job, warn)  # warns, never fails
+
+    to = Deliveries(workdir / "reports" / "tasks.json", None, workdir / "report.html", publish)
+    try:
+        reports = run_job(tasks, ctx, after=(), to=to)
+    finally:
+        remember_secrets(list(ctx.secrets))
+    if output == "json":
+        print_json(merge_reports(reports, expected=len(tasks)))
+    else:
+        click.echo(table(reports), nl=False)
+    return exit_code(reports, missing=max(0, len(tasks) - len(reports)))

@@ -6,11 +6,16 @@ project passing only ids: ``dispatch_id`` and ``checksum``, as pipeline inputs o
 versions without them) as variables ``RA_DISPATCH_ID`` and ``RA_CHECKSUM``. The agent project
 names such a pipeline ``runner-agent <dispatch_id>`` (``workflow:name``), which is how a submit
 whose creation request failed after being sent finds out whether GitLab created it.
+
+A small dispatch, whose tasks fit in one job (:func:`one_job`), also passes ``one_job`` and the
+job's runner tags, lock and timeout: the agent project then runs ONE job on those runners
+(``runner-agent-job``: fetch, verify, run, publish) instead of plan, child pipeline and summary.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,7 +52,8 @@ from runner_agent.gitlab.inflight import (
 from runner_agent.gitlab.port import AmbiguousRequest, ApiError, GitLab
 from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.model.tasks import Task, check_tasks
-from runner_agent.pipeline.render import RenderOptions, render_child
+from runner_agent.pipeline.grouping import DEFAULT_TASKS_PER_JOB, JobGroup, group_jobs
+from runner_agent.pipeline.render import TIMEOUT_MARGIN, RenderOptions, _duration, render_child
 
 __all__ = [
     "Child",
@@ -55,10 +61,12 @@ __all__ = [
     "DispatchStatus",
     "Dispatcher",
     "Handle",
+    "OneJob",
     "Phase",
     "TriggerMode",
     "from_environ",
     "load_handle",
+    "one_job",
     "pipeline_name",
     "to_phase",
 ]
@@ -76,6 +84,53 @@ def pipeline_name(dispatch_id: str) -> str:
 class TriggerMode(StrEnum):
     INPUTS = "inputs"  # POST /pipeline from GitLab 17.10, the trigger API from 17.11
     VARIABLES = "variables"  # older GitLab, or where inputs are not wanted
+
+
+# What the agent project's inputs job_tags and job_lock accept (templates/gitlab-ci/
+# agent-project.gitlab-ci.yml): a tag GitLab would expand ($), or could not match exactly,
+# takes the parent/child path instead, where the tags are YAML scalars of the child pipeline.
+_TAG = re.compile(r"[A-Za-z0-9._:/-]{1,255}")
+_LOCK = re.compile(r"runner-agent/[A-Za-z0-9._/-]{1,200}")
+# the YAML's default job_timeout, "1h 5m": variables cannot set a timeout, so in variables
+# mode the tasks' deadlines must fit in it
+VARIABLES_TIMEOUT = 3900
+
+
+@dataclass(frozen=True)
+class OneJob:
+    """The one job of a small dispatch: its runner tags, lock (resource_group) and timeout."""
+
+    tags: tuple[str, ...]
+    lock: str
+    timeout: int  # seconds: the tasks' deadlines one after the other, and a margin
+
+    def timeout_text(self) -> str:
+        """As GitLab's ``timeout`` reads it, such as ``1h 5m`` (the task jobs' own form)."""
+        return _duration(self.timeout)
+
+
+def one_job(
+    tasks: Sequence[Task], mode: TriggerMode, per_job: int = DEFAULT_TASKS_PER_JOB
+) -> OneJob | None:
+    """The one job that runs ``tasks``, or None when they take the parent/child path.
+
+    They fit in one job when :func:`~runner_agent.pipeline.grouping.group_jobs` makes exactly
+    one job of them (one set of runner tags, one lock shard, at most ``per_job`` tasks). Then
+    every tag and the lock must have the shapes the agent project's inputs check; in
+    variables mode (an older GitLab) the job takes one tag at most (RA_JOB_TAG) and the
+    tasks' deadlines must fit in the YAML's own timeout. A further condition of a caller
+    (such as planning first) is one more ``if`` here.
+    """
+    groups: list[JobGroup] = group_jobs(tasks, per_job)
+    if len(groups) != 1:
+        return None
+    group = groups[0]
+    job = OneJob(group.tags, group.shard, sum(t.timeout for t in tasks) + TIMEOUT_MARGIN)
+    if not all(_TAG.fullmatch(tag) for tag in job.tags) or not _LOCK.fullmatch(job.lock):
+        return None
+    if mode is TriggerMode.VARIABLES and (len(job.tags) > 1 or job.timeout > VARIABLES_TIMEOUT):
+        return None
+    return job
 
 
 _COALESCER: Coalescer[Handle] = Coalescer()
@@ -102,6 +157,8 @@ class Dispatcher:
     warn: Callable[[str], None] = log.warning
     settle: float = 3.0  # how long GitLab may take to show a pipeline whose creation we lost
     ambiguous_rounds: int = 3
+    tasks_per_job: int = DEFAULT_TASKS_PER_JOB  # a dispatch within one job takes the one-job path
+    allow_one_job: bool = True  # False: always plan job + child pipeline (an older agent project)
 
     def __post_init__(self) -> None:
         compat.require_access_token(self.api.connection, "runner-agent dispatch")  # no request
@@ -179,11 +236,12 @@ class Dispatcher:
         """
         self.check(tasks)
         self._mode = self._choose_mode()  # the one check of GitLab before any other request
+        job = one_job(tasks, self._mode, self.tasks_per_job) if self.allow_one_job else None
         bundle = build_bundle(tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id)
         key = (self.api.url, self.api.project, bundle.signature)
-        return _COALESCER.run(key, lambda: self._join_or_start(bundle))
+        return _COALESCER.run(key, lambda: self._join_or_start(bundle, job))
 
-    def _join_or_start(self, bundle: Bundle) -> Handle:
+    def _join_or_start(self, bundle: Bundle, job: OneJob | None = None) -> Handle:
         with self._ledger.locked() as ledger:
             inflight = InFlight(ledger, self.api, now=self.clock())
             marker_key = lock_key(bundle.identities)
@@ -194,7 +252,7 @@ class Dispatcher:
                 self.api.put_package_file(
                     DISPATCH_PACKAGE, bundle.dispatch_id, BUNDLE_FILE, bundle.data
                 )
-                run = self._entry(bundle, self._create_pipeline(bundle))
+                run = self._entry(bundle, self._create_pipeline(bundle, job))
                 write_marker(self.api, marker_key, run, self.warn)
             inflight.record(run)
         return _handle(run)
@@ -217,14 +275,14 @@ class Dispatcher:
             raise InvalidInput(Problem("--ref", "the project has no default branch: pass --ref"))
         return str(branch)
 
-    def _create_pipeline(self, bundle: Bundle) -> dict[str, Any]:
+    def _create_pipeline(self, bundle: Bundle, job: OneJob | None = None) -> dict[str, Any]:
         """Exactly one pipeline: when a creation failed after it was sent, look the pipeline up
         by its name before posting again. Raises GitLabError when every round failed."""
         name = pipeline_name(bundle.dispatch_id)
         failure: AmbiguousRequest | None = None
         for _ in range(self.ambiguous_rounds):
             try:
-                return self._post(bundle)
+                return self._post(bundle, job)
             except AmbiguousRequest as exc:
                 failure = exc
                 self.warn(f"warning: {exc}; looking for pipeline {name!r} before trying again")
@@ -233,15 +291,28 @@ class Dispatcher:
                 return found
         raise GitLabError(f"could not create the pipeline: {failure}")
 
-    def _post(self, bundle: Bundle) -> dict[str, Any]:
+    def _post(self, bundle: Bundle, job: OneJob | None = None) -> dict[str, Any]:
         if self._mode is TriggerMode.INPUTS:
-            ids: dict[str, Any] = {
-                "inputs": {"dispatch_id": bundle.dispatch_id, "checksum": bundle.checksum}
+            inputs: dict[str, Any] = {
+                "dispatch_id": bundle.dispatch_id,
+                "checksum": bundle.checksum,
             }
+            if job is not None:
+                inputs |= {
+                    "one_job": "true",
+                    "job_lock": job.lock,
+                    "job_timeout": job.timeout_text(),
+                }
+                if job.tags:  # else the YAML's default: RA_JOB_TAG
+                    inputs["job_tags"] = list(job.tags)
+            ids: dict[str, Any] = {"inputs": inputs}
         else:
-            ids = {
-                "variables": {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
-            }
+            variables = {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
+            if job is not None:
+                variables |= {"RA_ONE_JOB": "true", "RA_JOB_LOCK": job.lock}
+                if job.tags:
+                    variables["RA_JOB_TAG"] = job.tags[0]
+            ids = {"variables": variables}
         if self.trigger_token:
             return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)
         return self.api.create_pipeline(bundle.ref, **ids)

@@ -4,7 +4,8 @@
 outcome), at most once per interval, the interval growing with backoff. ``reports`` reads the
 merged summary from the package registry in one request; when it is missing (a job could not
 upload it) it walks the pipeline's trigger jobs down to the collect jobs and reads their
-artifacts instead. Every function takes the client of the handle's project.
+artifacts instead; a small dispatch's pipeline has no trigger job, but its one job's
+artifacts. Every function takes the client of the handle's project.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 COLLECT_PREFIX = "runner-agent-collect"
+ONE_JOB = "runner-agent-job"  # a small dispatch's only job (templates/gitlab-ci/)
 MAX_DEPTH = 2  # GitLab nests child pipelines two levels deep at most
 
 
@@ -309,17 +311,20 @@ def reports(api: GitLab, handle: Handle) -> DispatchReports:
 
 
 def _artifact_reports(api: GitLab, pipeline_id: int, depth: int) -> list[dict[str, Any]]:
-    """The reports in the summaries of the collect jobs below a pipeline."""
+    """The reports in the summaries of the collect jobs below a pipeline, and of the one job
+    of a small dispatch (in the pipeline itself, which then has no child)."""
     found: list[dict[str, Any]] = []
-    if depth > 0:
+    bridges = api.list_bridges(pipeline_id) if depth < MAX_DEPTH else []
+    if depth > 0 or not bridges:
         for job in api.list_pipeline_jobs(pipeline_id):
-            if str(job.get("name", "")).startswith(COLLECT_PREFIX) and job.get("artifacts"):
+            name = str(job.get("name", ""))
+            summarises = name.startswith(COLLECT_PREFIX) if depth > 0 else name == ONE_JOB
+            if summarises and job.get("artifacts"):
                 found.extend(_summary_reports(api, int(job["id"])))
-    if depth < MAX_DEPTH:
-        for bridge in api.list_bridges(pipeline_id):
-            down = bridge.get("downstream_pipeline") or {}
-            if down.get("id"):
-                found.extend(_artifact_reports(api, int(down["id"]), depth + 1))
+    for bridge in bridges:
+        down = bridge.get("downstream_pipeline") or {}
+        if down.get("id"):
+            found.extend(_artifact_reports(api, int(down["id"]), depth + 1))
     return found
 
 

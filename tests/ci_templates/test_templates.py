@@ -73,7 +73,8 @@ def test_parent_plans_then_triggers_the_child_from_the_plan_artifact() -> None:
         "include": [{"artifact": ".runner-agent/pipeline.yml", "job": "runner-agent-plan"}],
         "strategy": "depend",
     }
-    assert run["variables"] == {"PARENT_PIPELINE_ID": "$CI_PIPELINE_ID"}
+    # RA_ONE_JOB: its rules' own (it inherits no global variable); empty, not a small dispatch
+    assert run["variables"] == {"PARENT_PIPELINE_ID": "$CI_PIPELINE_ID", "RA_ONE_JOB": ""}
     assert run["needs"] == ["runner-agent-plan"]
 
 

@@ -214,7 +214,8 @@ def test_reports_after_a_cancel_read_what_the_task_jobs_uploaded(
     ]
     routes = [c.route for c in fake.calls]
     assert routes.count("packages") == 1 and routes.count("package_files") == 1
-    assert len(fake.calls) <= 10
+    # 11: a pipeline without trigger jobs may be a small dispatch's: its jobs are listed once
+    assert len(fake.calls) <= 11
 
 
 def test_an_uploaded_report_holding_nan_is_not_a_report(

@@ -76,7 +76,9 @@ def test_variables_mode_and_trigger_token(
     )
     handle = d.submit(make_tasks(registry), ref="main")
     variables = fake.routed("create_pipeline")[0].json()["variables"]
-    assert [v["key"] for v in variables] == ["RA_DISPATCH_ID", "RA_CHECKSUM"]
+    # one task fits in one job: the job's lock comes too (no tag: the YAML's RA_JOB_TAG)
+    keys = ["RA_DISPATCH_ID", "RA_CHECKSUM", "RA_ONE_JOB", "RA_JOB_LOCK"]
+    assert [v["key"] for v in variables] == keys
     assert variables[0]["value"] == handle.dispatch_id
     t = Dispatcher(api, ledger=MemoryLedger(), trigger_token=fake.trigger_token, clock=clock)
     t.submit(make_tasks(registry, kv_task("acme/other")), ref="main")
@@ -84,6 +86,9 @@ def test_variables_mode_and_trigger_token(
     assert trig["token"] == fake.trigger_token and set(trig["inputs"]) == {
         "dispatch_id",
         "checksum",
+        "one_job",
+        "job_lock",
+        "job_timeout",
     }
 
 

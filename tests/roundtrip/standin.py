@@ -78,6 +78,9 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     active_jobs: int = 0  # jobs alive beside this run's, itself included, as GitLab counts them
+    body: dict[str, Any] = field(default_factory=dict)  # the creation request, as accepted
+    tags: dict[str, list[str]] = field(default_factory=dict)  # top-level job -> its tags
+    waiting: list[str] = field(default_factory=list)  # jobs no runner can take: never run
 
     def overlaps(self, other: Run) -> bool:
         end = self.ended if self.ended is not None else float("inf")
@@ -211,6 +214,7 @@ class GitLabStandIn(FakeGitLab):
         origin = f"{self.base}/{PROJECT_PATH}.git"
         subprocess.run(["git", "remote", "set-url", "origin", origin], cwd=checkout, check=True)
         run = Run(pid, checkout, self.workdir / f"p{pid}.log", f"{JOB_TOKEN}-p{pid}")
+        run.body = body
         self.runs[pid] = run
         threading.Thread(target=self._execute, args=(run, body), daemon=True).start()
 
@@ -240,7 +244,9 @@ class GitLabStandIn(FakeGitLab):
             f"--ignore-predefined-vars={','.join([*variables, 'CI_PIPELINE_SOURCE'])}",
         ]
         for key, value in (body.get("inputs") or {}).items():
-            command.append(f"--input={key}={value}")
+            # gitlab-ci-local parses an --input value as JSON when it can: as JSON, each input
+            # keeps the type the API request gave it ("true" a string, [..] an array)
+            command.append(f"--input={key}={json.dumps(value)}")
         trigger_variables = body.get("variables") or {}
         if isinstance(trigger_variables, list):  # POST /pipeline: [{"key", "value"}]
             trigger_variables = {v["key"]: v["value"] for v in trigger_variables}
@@ -254,6 +260,11 @@ class GitLabStandIn(FakeGitLab):
             run.ended = time.monotonic()
             run.done.set()  # also when the engine failed: the job token is invalid from now
         with self.lock:
+            if run.waiting:  # GitLab created the jobs; no runner ever takes them
+                for name in run.waiting:
+                    self._job(run, run.pipeline_id, name, "pending")
+                self.pipelines[run.pipeline_id]["status"] = "pending"
+                return
             self._record_jobs(run)
             bridges = self.bridges.get(run.pipeline_id, [])
             failed = code != 0 or any(b["status"] == "failed" for b in bridges)
@@ -263,6 +274,72 @@ class GitLabStandIn(FakeGitLab):
                 self.pipelines[run.pipeline_id]["_failure_reason"] = "job_activity_limit_exceeded"
                 self._undo_uploads(run)
             self.pipelines[run.pipeline_id]["status"] = status
+
+    def _no_runner_for(self, run: Run, body: dict[str, Any]) -> list[str]:
+        """The jobs of the pipeline (after their rules, as gitlab-ci-local lists them) left
+        with a tag naming an unset variable: GitLab creates them, and no runner has such a
+        tag, so they stay pending and nothing of the pipeline runs."""
+        run.tags = self._tags(run)
+        literal = {name for name, tags in run.tags.items() if any("$" in t for t in tags)}
+        if not literal:
+            return []
+        listed = subprocess.run(
+            [*self._command(run, body), "--list"],
+            cwd=run.checkout,
+            env=self.runner_env,
+            capture_output=True,
+            text=True,
+            timeout=ENGINE_TIMEOUT,
+            check=False,
+        ).stdout.splitlines()
+        header = next((n for n, line in enumerate(listed) if line.startswith("name ")), None)
+        if header is None:
+            return []  # the engine refused the file: the run says why
+        names = {line.split()[0] for line in listed[header + 1 :] if line.strip()}
+        return sorted(literal & names)
+
+    def _tags(self, run: Run) -> dict[str, list[str]]:
+        """Each top-level job's tags as GitLab stores them when it creates the pipeline: the
+        inputs interpolated (doc/ci/inputs/_index.md: an array input placed whole), then each
+        tag's variables expanded once from the pipeline's variables, the project's and the
+        YAML's global ones, in GitLab's order of precedence (doc/ci/variables/_index.md); a
+        variable that is not set stays as written (ExpandVariables.expand_existing in
+        lib/gitlab/ci/pipeline/seed/build.rb; spec/services/ci/create_pipeline_service/
+        tags_spec.rb, "when the variable is not set")."""
+        text = (run.checkout / ".gitlab-ci.yml").read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+        if len(documents) != 2:
+            return {}
+        spec = (documents[0] or {}).get("spec", {}).get("inputs", {})
+        given = {k: v.get("default") for k, v in spec.items()} | (run.body.get("inputs") or {})
+
+        def value(m: re.Match[str]) -> str:
+            got = given[m["name"]]
+            return got if isinstance(got, str) else json.dumps(got)
+
+        body = text.split("\n---\n", 1)[1]
+        pipeline = yaml.safe_load(re.sub(r"\$\[\[\s*inputs\.(?P<name>\w+)\s*\]\]", value, body))
+        sent = run.body.get("variables") or {}
+        if isinstance(sent, list):
+            sent = {v["key"]: v["value"] for v in sent}
+        known = {
+            **{k: str(v) for k, v in (pipeline.get("variables") or {}).items()},
+            **self._project_variables(run),
+            **sent,
+        }
+
+        def expand(tag: str) -> str:
+            return re.sub(
+                r"\$(?:\{(\w+)\}|(\w+))",
+                lambda m: known.get(m[1] or m[2], m[0]),
+                tag,
+            )
+
+        return {
+            name: [expand(str(tag)) for tag in job.get("tags") or []]
+            for name, job in pipeline.items()
+            if isinstance(job, dict) and "script" in job
+        }
 
     def _undo_uploads(self, run: Run) -> None:
         """GitLab would not have created the pipeline that passed the limit, so none of its
@@ -313,6 +390,9 @@ class GitLabStandIn(FakeGitLab):
         with self.lock:
             if run.canceled:  # cancelled before a runner took it
                 return 1
+            run.waiting = self._no_runner_for(run, body)
+            if run.waiting:
+                return 0
             self.pipelines[run.pipeline_id]["status"] = "running"
             with run.log.open("wb") as log:
                 run.process = subprocess.Popen(
@@ -377,6 +457,8 @@ class GitLabStandIn(FakeGitLab):
             web_url=f"{self.base}/{PROJECT_PATH}/-/jobs/{job_id}",
             artifacts=[],
         )
+        if pipeline_id == run.pipeline_id:
+            job["tag_list"] = run.tags.get(name, [])
         job["pipeline"].update(id=pipeline_id, status=self.pipelines[pipeline_id]["status"])
         kept = run.checkout / ".gitlab-ci-local" / "artifacts" / name
         if kept.is_dir() and any(kept.rglob("*")):
