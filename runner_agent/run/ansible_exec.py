@@ -303,6 +303,10 @@ def _run_once(
                 "suppress_ansible_output": True,
             },
             cancel_callback=cancel,
+            # facts stay in memory: ansible-runner's default, a jsonfile cache in the private
+            # dir (ansible_runner/config/_base.py, fact_cache_type), would put a task's facts
+            # on disk for the length of the run
+            fact_cache_type="memory",
             quiet=True,
             suppress_env_files=True,
             event_handler=collector,

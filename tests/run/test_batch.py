@@ -284,6 +284,50 @@ def broken_role(root: Path) -> Path:
     return root
 
 
+def stash_role(root: Path) -> Path:
+    """An agent whose update keeps its config's message as a cacheable fact: the kind of fact
+    that lives in the fact cache, beyond the play, unless the scrub callback drops it."""
+    role = root / "stash"
+    (role / "tasks").mkdir(parents=True)
+    (role / "meta").mkdir()
+    (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
+    (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: stash\n')
+    (role / "meta" / "argument_specs.yml").write_text(
+        "argument_specs:\n  update:\n    short_description: Stash.\n"
+        "    options: {message: {type: str, required: true}}\n"
+    )
+    (role / "tasks" / "update.yml").write_text(
+        "- name: Keep the message as a cacheable fact\n"
+        "  ansible.builtin.set_fact: {stashed: '{{ message }}', cacheable: true}\n"
+    )
+    return root
+
+
+def test_a_cacheable_fact_of_one_task_is_not_visible_to_the_next_play(
+    ctx: RunContext, tmp_path: Path
+) -> None:
+    # ansible-runner turns on the jsonfile fact cache by default (config/_base.py,
+    # fact_cache_type); the scrub callback must still run at every play, without error
+    roles = tmp_path / "roles"
+    ctx.registry = default_registry([FIXTURE_AGENTS, stash_role(roles), peek_role(roles)])
+    seen = tmp_path / "seen.json"
+    reports = run(
+        ctx,
+        {
+            "identity": "edge/s",
+            "agent": "stash",
+            "command": "update",
+            "config": {"message": "${env:RA_SECRET_CANARY}"},
+        },
+        {"identity": "edge/p", "agent": "peek", "command": "update", "config": {"path": str(seen)}},
+    )
+    assert [r.status for r in reports] == [Status.SUCCESS] * 2 and ansible_runs(ctx) == 1
+    lines: list[str] = ctx.lines  # type: ignore[attr-defined]
+    assert not [line for line in lines if "runner_agent_scrub" in line], lines
+    text = seen.read_text()
+    assert "edge/p" in text and SECRET not in text and "stashed" not in text
+
+
 def test_a_broken_agent_fails_only_its_own_tasks(ctx: RunContext, tmp_path: Path) -> None:
     ctx.registry = default_registry([FIXTURE_AGENTS, broken_role(tmp_path / "roles")])
     first, broken, last = run(

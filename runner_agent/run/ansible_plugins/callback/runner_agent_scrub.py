@@ -9,12 +9,13 @@ every play this drops them all: no play ever goes back to an earlier play's host
 Loaded from ANSIBLE_CALLBACK_PLUGINS by the runtime (CALLBACK_NEEDS_ENABLED is False). The
 hooks used are CallbackBase's (ansible-core lib/ansible/plugins/callback/__init__.py) and the
 variable manager's caches (lib/ansible/vars/manager.py: ``_fact_cache``,
-``_nonpersistent_fact_cache``), checked against ansible-core 2.18 and 2.19 by
+``_nonpersistent_fact_cache``, ``_inventory``), checked against ansible-core 2.18 and 2.19 by
 tests/run/test_batch.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
@@ -31,5 +32,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         if manager is None:
             return
         manager._nonpersistent_fact_cache.clear()
-        for host in list(manager._fact_cache.keys()):
+        hosts = set(manager._inventory.hosts) if manager._inventory is not None else set()
+        # a file cache without a prefix cannot list its keys (ansible-core 2.19 jsonfile:
+        # len(None)); every inventory host is cleared all the same
+        with contextlib.suppress(Exception):
+            hosts.update(manager._fact_cache.keys())
+        for host in hosts:
             manager.clear_facts(host)
