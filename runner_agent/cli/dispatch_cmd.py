@@ -58,12 +58,18 @@ def gitlab_options(func: F) -> F:
 
 
 def _wait_and_report(
-    dispatcher: Dispatcher, handle: Handle, deadline: float | None, interval: float, output: str
+    dispatcher: Dispatcher,
+    handle: Handle,
+    deadline: float | None,
+    interval: float,
+    output: str,
+    approval: float | None = None,
 ) -> int:
     """Wait (progress on stderr), then print the reports."""
     dispatcher.wait(
         handle,
         timeout=deadline,
+        approval_timeout=approval,
         interval=interval,
         max_interval=seams().max_poll_interval,
         progress=progress_printer(sys.stderr),
@@ -80,7 +86,18 @@ def _poll_options(prefix: str) -> Callable[[F], F]:
 
     def add(func: F) -> F:
         timeout = click.option(
-            "--timeout", help=text("give up after this long (30s, 10m, 2h): exit 5.")
+            "--timeout",
+            help=text(
+                "give up after this long (30s, 10m, 2h): exit 5. Time waiting for approval "
+                "(dispatch --plan) does not count."
+            ),
+        )
+        approval = click.option(
+            "--approval-timeout",
+            help=text(
+                "give up when the run has waited for approval this long in all (30m, 2h, "
+                "1d): exit 5, nothing applied. Default: wait for approval without limit."
+            ),
         )
         interval = click.option(
             "--interval",
@@ -89,18 +106,18 @@ def _poll_options(prefix: str) -> Callable[[F], F]:
             show_default=True,
             help=text("seconds between polls at first (then slower, up to 60)."),
         )
-        return timeout(interval(func))
+        return timeout(approval(interval(func)))
 
     return add
 
 
-def _duration(value: str | None) -> float | None:
+def _duration(value: str | None, flag: str = "--timeout") -> float | None:
     if value is None:
         return None
     try:
         return float(parse_duration(int(value) if value.isdigit() else value))
     except ValueError as exc:
-        raise InvalidInput(Problem("--timeout", str(exc))) from exc
+        raise InvalidInput(Problem(flag, str(exc))) from exc
 
 
 def _dispatcher(**options: Any) -> Dispatcher:
@@ -129,7 +146,7 @@ def _print_status(status: DispatchStatus, output: str) -> None:
         print_json(status.to_dict())
         return
     click.echo(
-        f"{status.handle.dispatch_id}: {status.phase.value} ({status.status}) {status.web_url}"
+        f"{status.handle.dispatch_id}: {status.phase.label} ({status.status}) {status.web_url}"
     )
     for child in status.children:
         click.echo(f"  {child.name}: {child.status} {child.web_url}")
@@ -195,6 +212,15 @@ def _tasks(
     "for an agent project whose pipeline predates it (no one_job input).",
 )
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
+@click.option(
+    "--plan",
+    "plan_first",
+    is_flag=True,
+    help="Dry-run the tasks first and publish the plan (plan.md, linked as 'runner-agent "
+    "plan'); each identity's apply jobs then wait for a manual job with the environment "
+    "runner-agent/IDENTITY: protected environments decide who may start it "
+    "(docs/safety.md). Not with --check.",
+)
 @check_option
 @_poll_options("With --wait: ")
 @gitlab_options
@@ -209,8 +235,10 @@ def dispatch(
     trigger_token_env: str | None,
     one_job: bool,
     wait_for: bool,
+    plan_first: bool,
     check: bool,
     timeout: str | None,
+    approval_timeout: str | None,
     interval: float,
     project: str | None,
     section: str | None,
@@ -233,6 +261,8 @@ def dispatch(
       runner-agent dispatch --from-stackl invocation.json -p acme/agents
     """
     deadline = _duration(timeout)
+    approval = _duration(approval_timeout, "--approval-timeout")
+    _check_plan_flags(plan_first, check, wait_for, approval_timeout, from_stackl)
     if from_stackl is not None and not paths:
         asked = stackl_cmd.invocation_tasks(from_stackl, stackl_url, agents_path, deadline)
         tasks = asked.tasks
@@ -251,7 +281,7 @@ def dispatch(
         trigger_token=trigger,
         allow_one_job=one_job,
     )
-    handle = dispatcher.submit(tasks, ref=ref)
+    handle = dispatcher.submit(tasks, ref=ref, plan_first=plan_first)
     if not wait_for:
         if output == "json":
             click.echo(handle.encode())
@@ -265,7 +295,28 @@ def dispatch(
     if from_stackl is not None:
         dispatcher.wait(handle, timeout=deadline, interval=interval)
         return stackl_cmd.answer(dispatcher, handle, asked, output)
-    return _wait_and_report(dispatcher, handle, deadline, interval, output)
+    return _wait_and_report(dispatcher, handle, deadline, interval, output, approval)
+
+
+def _check_plan_flags(
+    plan_first: bool,
+    check: bool,
+    wait_for: bool,
+    approval_timeout: str | None,
+    from_stackl: Path | None,
+) -> None:
+    """The combinations of --plan that mean nothing: exit 2 before anything is sent."""
+    problems = []
+    if plan_first and check:
+        problems.append(Problem("--plan", "not with --check: a dry run has nothing to approve"))
+    if plan_first and from_stackl is not None:
+        problems.append(
+            Problem("--plan", "not with --from-stackl: STACKL waits for a result, not a person")
+        )
+    if approval_timeout is not None and not (plan_first and wait_for):
+        problems.append(Problem("--approval-timeout", "only with --plan and --wait"))
+    if problems:
+        raise InvalidInput(problems)
 
 
 @click.command()
@@ -288,17 +339,25 @@ def status(handle: str, section: str | None, output: str) -> int:
 @section_option
 @output_option
 def wait(
-    handle: str, timeout: str | None, interval: float, section: str | None, output: str
+    handle: str,
+    timeout: str | None,
+    approval_timeout: str | None,
+    interval: float,
+    section: str | None,
+    output: str,
 ) -> int:
     """Wait for a dispatch to finish, then print its reports.
 
-    Shows progress on stderr: a live line on a terminal, status changes in a log. Exits as
-    `run` would for the same tasks: 0 every task succeeded, 1 one failed, 3 one was locked,
-    5 one timed out; 5 too when --timeout passed first (the handle stays valid).
+    Shows progress on stderr: a live line on a terminal, status changes in a log; "waiting
+    for approval" while a `dispatch --plan` run waits at its approve jobs, which --timeout
+    does not count (--approval-timeout limits it). Exits as `run` would for the same tasks:
+    0 every task succeeded, 1 one failed, 3 one was locked, 5 one timed out; 5 too when
+    --timeout or --approval-timeout passed first (the handle stays valid).
     """
     deadline = _duration(timeout)
+    approval = _duration(approval_timeout, "--approval-timeout")
     dispatcher, found = _for_handle(handle, section)
-    return _wait_and_report(dispatcher, found, deadline, interval, output)
+    return _wait_and_report(dispatcher, found, deadline, interval, output, approval)
 
 
 @click.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -66,6 +67,14 @@ def _pipeline_options(func: F) -> F:
             envvar="RA_RUNNER_AGENT",
             help="How the jobs call runner-agent, e.g. 'python3 -m runner_agent'.",
         ),
+        click.option(
+            "--plan-first",
+            is_flag=True,
+            envvar="RA_PLAN_FIRST",
+            help="Dry-run every task first, publish the plan (plan.md), and make each "
+            "identity's jobs wait for a manual approval job with the environment "
+            "runner-agent/IDENTITY (docs/safety.md). [env: RA_PLAN_FIRST]",
+        ),
     ]
 
     @functools.wraps(func)
@@ -75,6 +84,7 @@ def _pipeline_options(func: F) -> F:
         default_tags: str | None,
         runner_agent_cmd: str,
         tasks_from_job: str | None,
+        plan_first: bool,
         **kwargs: Any,
     ) -> Any:
         render_options = RenderOptions(
@@ -82,6 +92,7 @@ def _pipeline_options(func: F) -> F:
             runner_agent_cmd=runner_agent_cmd,
             tasks_from_job=tasks_from_job or None,
             default_tags=_tags(default_tags),
+            plan_first=plan_first,
         )
         return func(*args, options=render_options, **kwargs)
 
@@ -264,10 +275,14 @@ def plan_cmd(
     registry = default_registry(agents_path)
     if inputs.source() == "dispatch_id":
         # imported here: only dispatched runs need the GitLab client
-        from runner_agent.gitlab.bundle import fetch_bundle_tasks
+        from runner_agent.gitlab.bundle import fetch_bundle
 
-        tasks = fetch_bundle_tasks(dispatch_id, checksum, environ=os.environ, registry=registry)
-        written = plan_dispatch(tasks, dispatch_id, path, project_dir=project_dir, options=options)
+        found = fetch_bundle(dispatch_id, checksum, environ=os.environ, registry=registry)
+        if found.plan_first:  # the bundle asks for the gate: no input can take it away
+            options = replace(options, plan_first=True)
+        written = plan_dispatch(
+            found.tasks, dispatch_id, path, project_dir=project_dir, options=options
+        )
     else:
         written = plan(inputs, path, project_dir=project_dir, options=options, registry=registry)
     _report(written, output)

@@ -236,12 +236,20 @@ def run(
     "(a killed job, or a dead runner, leaves none).",
 )
 @html_option("Also write the reports as one HTML page here, to open in a browser.")
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the key changes as a Markdown plan here (a table per identity and host, "
+    "secrets masked, every value escaped): what `dispatch --plan` links from merge requests.",
+)
 @output_option
 def collect(
     paths: tuple[Path, ...],
     summary_path: Path | None,
     expect: int | None,
     html_path: Path | None,
+    markdown_path: Path | None,
     output: str,
 ) -> int:
     """Merge reports (files, or folders searched for *.json) into one summary.
@@ -267,6 +275,10 @@ def collect(
         from runner_agent.report.html import write_html
 
         write_html(html_path, reports, summary=summary)
+    if markdown_path:
+        from runner_agent.report.markdown import write_markdown
+
+        write_markdown(markdown_path, reports)
     if output == "json":
         print_json(summary)
     else:

@@ -58,18 +58,21 @@ __all__ = [
     "PARTS_FILE",
     "SUMMARY_FILE",
     "Bundle",
+    "BundleTasks",
     "JobContext",
     "Part",
     "Parts",
     "build_bundle",
     "bundle_identities",
     "dump",
+    "fetch_bundle",
     "fetch_bundle_tasks",
     "job_context",
     "load_parts",
     "parse_bundle",
     "publish_reports",
     "publish_summary",
+    "read_bundle",
     "read_summary",
     "signature",
     "summarize",
@@ -88,9 +91,13 @@ def checksum(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def signature(tasks: Sequence[Task], ref: str) -> str:
-    """What makes two dispatches identical: the same tasks, in order, on the same ref."""
-    return hashlib.sha256(dump({"ref": ref, "tasks": [t.to_dict() for t in tasks]})).hexdigest()
+def signature(tasks: Sequence[Task], ref: str, *, plan_first: bool = False) -> str:
+    """What makes two dispatches identical: the same tasks, in order, on the same ref, and
+    both behind an approval or neither (a gated dispatch never joins an ungated one)."""
+    document: dict[str, Any] = {"ref": ref, "tasks": [t.to_dict() for t in tasks]}
+    if plan_first:
+        document["plan_first"] = True
+    return hashlib.sha256(dump(document)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -105,20 +112,26 @@ class Bundle:
     tasks: int
     data: bytes
     checksum: str
+    plan_first: bool = False  # dispatch --plan: dry runs, then a manual gate per identity
 
 
 def build_bundle(
-    tasks: Sequence[Task], *, ref: str, now: datetime | None = None, dispatch_id: str | None = None
+    tasks: Sequence[Task],
+    *,
+    ref: str,
+    now: datetime | None = None,
+    dispatch_id: str | None = None,
+    plan_first: bool = False,
 ) -> Bundle:
     """The bundle of validated tasks, with a new dispatch id (time, signature, randomness)
     unless the caller names one (a STACKL job's retry must find its first try's pipeline).
     Raises InvalidInput when the given id is not a dispatch id."""
     created = now or datetime.now(UTC)
-    sig = signature(tasks, ref)
+    sig = signature(tasks, ref, plan_first=plan_first)
     if dispatch_id is None:
         dispatch_id = f"{created:%Y%m%dt%H%M%S}-{sig[:10]}-{secrets.token_hex(3)}"
     check_ids(dispatch_id)
-    document = {
+    document: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "Bundle",
         "dispatch_id": dispatch_id,
@@ -127,6 +140,8 @@ def build_bundle(
         "signature": sig,
         "tasks": [t.to_dict() for t in tasks],
     }
+    if plan_first:  # the plan job gates the run even when the pipeline's input says nothing
+        document["plan_first"] = True
     data = dump(document)
     commands: dict[str, list[str]] = {}
     for t in tasks:
@@ -140,6 +155,7 @@ def build_bundle(
         tasks=len(tasks),
         data=data,
         checksum=checksum(data),
+        plan_first=plan_first,
     )
 
 
@@ -162,6 +178,21 @@ def parse_bundle(
     Raises InvalidInput when the checksum differs (nothing runs), the document is not a
     bundle of this dispatch, or a task is invalid for the agents installed here.
     """
+    return read_bundle(data, dispatch_id, expected, registry).tasks
+
+
+@dataclass(frozen=True)
+class BundleTasks:
+    """A verified bundle's tasks, and whether they wait for approval (``dispatch --plan``)."""
+
+    tasks: list[Task]
+    plan_first: bool
+
+
+def read_bundle(
+    data: bytes, dispatch_id: str, expected: str, registry: AgentRegistry | None = None
+) -> BundleTasks:
+    """:func:`parse_bundle`, with the bundle's ``plan_first``. Raises InvalidInput."""
     check_ids(dispatch_id, expected)
     source = f"bundle {dispatch_id}"
     if not hmac.compare_digest(checksum(data), expected):
@@ -174,7 +205,10 @@ def parse_bundle(
         raise InvalidInput(Problem(source, f"not a {API_VERSION} bundle", field="apiVersion"))
     if document.get("dispatch_id") != dispatch_id:
         raise InvalidInput(Problem(source, "belongs to another dispatch", field="dispatch_id"))
-    return tasks_from_data(document.get("tasks") or [], source, registry)
+    plan_first = document.get("plan_first", False)
+    if not isinstance(plan_first, bool):
+        raise InvalidInput(Problem(source, "must be true or false", field="plan_first"))
+    return BundleTasks(tasks_from_data(document.get("tasks") or [], source, registry), plan_first)
 
 
 # --- the job side ------------------------------------------------------------------------------
@@ -223,13 +257,26 @@ def fetch_bundle_tasks(
 ) -> list[Task]:
     """The plan job's first step: download the dispatch's bundle with the job token, verify it,
     validate its tasks. Raises InvalidInput (bad ids, checksum, tasks) or GitLabError."""
+    return fetch_bundle(dispatch_id, expected, environ=environ, registry=registry, api=api).tasks
+
+
+def fetch_bundle(
+    dispatch_id: str,
+    expected: str,
+    *,
+    environ: Mapping[str, str],
+    registry: AgentRegistry | None = None,
+    api: GitLab | None = None,
+) -> BundleTasks:
+    """:func:`fetch_bundle_tasks`, with the bundle's ``plan_first``. Raises InvalidInput,
+    GitLabError."""
     check_ids(dispatch_id, expected)
     client = api or connect(environ, project=environ.get("CI_PROJECT_ID"))
     try:
         data = client.get_package_file(DISPATCH_PACKAGE, dispatch_id, BUNDLE_FILE)
     except NotFound as exc:
         raise InvalidInput(Problem(f"bundle {dispatch_id}", "not in the package registry")) from exc
-    return parse_bundle(data, dispatch_id, expected, registry)
+    return read_bundle(data, dispatch_id, expected, registry)
 
 
 def _upload(ctx: JobContext, file_name: str, data: bytes, what: str, warn: Warn) -> bool:

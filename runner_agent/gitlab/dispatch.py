@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -68,6 +68,7 @@ __all__ = [
     "load_handle",
     "one_job",
     "pipeline_name",
+    "plan_problems",
     "to_phase",
 ]
 
@@ -79,6 +80,16 @@ NAME_PREFIX = "runner-agent "
 def pipeline_name(dispatch_id: str) -> str:
     """The ``workflow:name`` the agent project gives a dispatched pipeline."""
     return NAME_PREFIX + dispatch_id
+
+
+def plan_problems(tasks: Sequence[Task]) -> list[Problem]:
+    """Why tasks cannot wait for approval: a dry run changes nothing, so there is nothing
+    to approve (``dispatch --plan --check``)."""
+    return [
+        Problem(t.source, "is a dry run (check): --plan applies it after approval", t.document)
+        for t in tasks
+        if t.check
+    ]
 
 
 class TriggerMode(StrEnum):
@@ -110,7 +121,11 @@ class OneJob:
 
 
 def one_job(
-    tasks: Sequence[Task], mode: TriggerMode, per_job: int = DEFAULT_TASKS_PER_JOB
+    tasks: Sequence[Task],
+    mode: TriggerMode,
+    per_job: int = DEFAULT_TASKS_PER_JOB,
+    *,
+    plan_first: bool = False,
 ) -> OneJob | None:
     """The one job that runs ``tasks``, or None when they take the parent/child path.
 
@@ -118,9 +133,12 @@ def one_job(
     one job of them (one set of runner tags, one lock shard, at most ``per_job`` tasks). Then
     every tag and the lock must have the shapes the agent project's inputs check; in
     variables mode (an older GitLab) the job takes one tag at most (RA_JOB_TAG) and the
-    tasks' deadlines must fit in the YAML's own timeout. A further condition of a caller
-    (such as planning first) is one more ``if`` here.
+    tasks' deadlines must fit in the YAML's own timeout. Never with ``plan_first``
+    (``dispatch --plan``): the dry runs and their plan need their own jobs before the
+    approve jobs (docs/safety.md).
     """
+    if plan_first:
+        return None
     groups: list[JobGroup] = group_jobs(tasks, per_job)
     if len(groups) != 1:
         return None
@@ -182,16 +200,20 @@ class Dispatcher:
         handle: Handle,
         *,
         timeout: float | None = None,
+        approval_timeout: float | None = None,
         interval: float = 10.0,
         max_interval: float = 60.0,
         progress: Callable[[DispatchStatus, float], None] | None = None,
     ) -> DispatchStatus:
         """Poll until the pipeline finishes: at most one request per interval, the interval
-        growing to ``max_interval``. Raises TimedOut at the deadline, GitLabError."""
+        growing to ``max_interval``; waiting for approval counts only against
+        ``approval_timeout`` (see :func:`follow.wait`). Raises TimedOut at a deadline,
+        GitLabError."""
         return follow.wait(
             self.api_for(handle),
             handle,
             timeout=timeout,
+            approval_timeout=approval_timeout,
             interval=interval,
             max_interval=max_interval,
             progress=progress,
@@ -206,18 +228,25 @@ class Dispatcher:
 
     # --- submit ---------------------------------------------------------------------------
 
-    def check(self, tasks: Sequence[Task]) -> None:
+    def check(self, tasks: Sequence[Task], *, plan_first: bool = False) -> None:
         """Everything checked before the first request: the tasks validate together and render
         as the plan job will render them. Raises InvalidInput; makes no request."""
         if not tasks:
             raise InvalidInput(Problem("<tasks>", "no task to dispatch"))
         problems = check_tasks(tasks)
+        if plan_first:
+            problems.extend(plan_problems(tasks))
         if problems:
             raise InvalidInput(problems)
-        render_child(tasks, self.render_options)
+        render_child(tasks, replace(self.render_options, plan_first=plan_first))
 
     def submit(
-        self, tasks: Sequence[Task], *, ref: str | None = None, dispatch_id: str | None = None
+        self,
+        tasks: Sequence[Task],
+        *,
+        ref: str | None = None,
+        dispatch_id: str | None = None,
+        plan_first: bool = False,
     ) -> Handle:
         """Start one pipeline for the tasks, or join the identical run in flight.
 
@@ -228,16 +257,22 @@ class Dispatcher:
         bundle, create ONE pipeline, record the run for other machines. Identical submits
         from threads of this process share one such call. ``dispatch_id`` names the new run
         (default: a fresh id); the caller looks for a pipeline of that name first when the id
-        may have been used already.
+        may have been used already. ``plan_first`` (``dispatch --plan``): the pipeline dry-runs
+        the tasks, publishes the plan and waits at one manual job per identity
+        (docs/safety.md); the bundle and the pipeline's input both say so.
 
         Raises InvalidInput before any request when the tasks are invalid; LockedError, with
         nothing triggered, when a different run for one of the identities is in flight;
         GitLabError when GitLab refuses or cannot be reached.
         """
-        self.check(tasks)
+        self.check(tasks, plan_first=plan_first)
         self._mode = self._choose_mode()  # the one check of GitLab before any other request
-        job = one_job(tasks, self._mode, self.tasks_per_job) if self.allow_one_job else None
-        bundle = build_bundle(tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id)
+        job = None
+        if self.allow_one_job:
+            job = one_job(tasks, self._mode, self.tasks_per_job, plan_first=plan_first)
+        bundle = build_bundle(
+            tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id, plan_first=plan_first
+        )
         key = (self.api.url, self.api.project, bundle.signature)
         return _COALESCER.run(key, lambda: self._join_or_start(bundle, job))
 
@@ -292,6 +327,8 @@ class Dispatcher:
         raise GitLabError(f"could not create the pipeline: {failure}")
 
     def _post(self, bundle: Bundle, job: OneJob | None = None) -> dict[str, Any]:
+        # plan_first is sent only when asked: an agent project without the input then refuses
+        # the pipeline (400) rather than run it ungated; other dispatches stay as they were
         if self._mode is TriggerMode.INPUTS:
             inputs: dict[str, Any] = {
                 "dispatch_id": bundle.dispatch_id,
@@ -305,6 +342,8 @@ class Dispatcher:
                 }
                 if job.tags:  # else the YAML's default: RA_JOB_TAG
                     inputs["job_tags"] = list(job.tags)
+            if bundle.plan_first:
+                inputs["plan_first"] = True
             ids: dict[str, Any] = {"inputs": inputs}
         else:
             variables = {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
@@ -312,6 +351,8 @@ class Dispatcher:
                 variables |= {"RA_ONE_JOB": "true", "RA_JOB_LOCK": job.lock}
                 if job.tags:
                     variables["RA_JOB_TAG"] = job.tags[0]
+            if bundle.plan_first:
+                variables["RA_PLAN_FIRST"] = "true"
             ids = {"variables": variables}
         if self.trigger_token:
             return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)
@@ -342,6 +383,7 @@ class Dispatcher:
             project=str(pipeline.get("project_id") or self.api.project),
             ref=bundle.ref,
             created=self.clock(),
+            plan_first=bundle.plan_first,
         )
 
     # --- follow -------------------------------------------------------------------------------
@@ -400,4 +442,5 @@ def _handle(entry: Entry) -> Handle:
         dispatch_id=entry.dispatch_id,
         ref=entry.ref,
         web_url=entry.web_url,
+        plan=entry.plan_first,
     )

@@ -76,6 +76,9 @@ class Phase(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     WAITING = "waiting"  # a manual job needs a person
+    # dispatch --plan: a child pipeline stopped at its approval gate. GitLab shows no status of
+    # its own for it above the child: see :func:`status`
+    APPROVAL = "waiting_for_approval"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -84,6 +87,11 @@ class Phase(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELED, Phase.SKIPPED)
+
+    @property
+    def label(self) -> str:
+        """The phase as a person reads it: ``waiting for approval``."""
+        return self.value.replace("_", " ")
 
 
 _PHASES = {
@@ -121,9 +129,13 @@ class Handle:
     dispatch_id: str
     ref: str
     web_url: str = ""
+    plan: bool = False  # dispatch --plan: wait looks for the approval gate in the children
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not self.plan:  # a handle without the gate reads as it always did
+            del data["plan"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def decode(cls, text: str) -> Handle:
@@ -137,6 +149,7 @@ class Handle:
                 dispatch_id=str(data["dispatch_id"]),
                 ref=str(data.get("ref", "")),
                 web_url=str(data.get("web_url", "")),
+                plan=data.get("plan", False) is True,
             )
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             raise InvalidInput(Problem("HANDLE", f"not a dispatch handle: {exc}")) from exc
@@ -208,24 +221,55 @@ Progress = Callable[[DispatchStatus, float], None]
 
 
 def status(api: GitLab, handle: Handle, *, children: bool = True) -> DispatchStatus:
-    """The pipeline's phase, and its child pipelines' (one more request). Raises GitLabError."""
+    """The pipeline's phase, and its child pipelines' (one more request). Raises GitLabError.
+
+    A child pipeline stopped at a manual job with ``allow_failure: false`` (the approval gate
+    of ``dispatch --plan``) is ``manual``, but its trigger job stays ``running`` and so does
+    the parent: with ``strategy: depend`` the bridge only takes its child's status once that
+    is success, failed, canceled or skipped (app/models/ci/bridge.rb
+    ``inherit_status_from_downstream!``; app/services/ci/create_downstream_pipeline_service.rb
+    leaves a dependent bridge running). So a running pipeline whose children (or their
+    children, for a split dispatch) include a ``manual`` one is :attr:`Phase.APPROVAL`. The
+    children are read when asked, or for a planned handle while the pipeline runs.
+    """
     pipeline = api.get_pipeline(handle.pipeline_id)
-    kids: list[Child] = []
-    if children:
-        for bridge in api.list_bridges(handle.pipeline_id):
-            down = bridge.get("downstream_pipeline") or {}
-            if down.get("id"):
-                kids.append(
-                    Child(
-                        str(bridge.get("name", "")),
-                        int(down["id"]),
-                        str(down.get("status", "")),
-                        str(down.get("web_url", "")),
-                    )
-                )
     state = str(pipeline.get("status", ""))
+    phase = to_phase(state)
+    kids: list[Child] = []
+    if children or (handle.plan and phase is Phase.RUNNING):
+        kids = _children(api, handle.pipeline_id)
+        # a split dispatch's gates are a level further down: looked for in planned runs only
+        if phase is Phase.RUNNING and _awaits_approval(api, kids, 1 if handle.plan else MAX_DEPTH):
+            phase = Phase.APPROVAL
     web_url = str(pipeline.get("web_url") or handle.web_url)
-    return DispatchStatus(handle, to_phase(state), state, web_url, tuple(kids))
+    return DispatchStatus(handle, phase, state, web_url, tuple(kids) if children else ())
+
+
+def _children(api: GitLab, pipeline_id: int) -> list[Child]:
+    kids = []
+    for bridge in api.list_bridges(pipeline_id):
+        down = bridge.get("downstream_pipeline") or {}
+        if down.get("id"):
+            kids.append(
+                Child(
+                    str(bridge.get("name", "")),
+                    int(down["id"]),
+                    str(down.get("status", "")),
+                    str(down.get("web_url", "")),
+                )
+            )
+    return kids
+
+
+def _awaits_approval(api: GitLab, kids: list[Child], depth: int) -> bool:
+    """Whether a child pipeline, or a running child's own child, stopped at a manual job."""
+    for child in kids:
+        if child.status == "manual":
+            return True
+        below = child.status == "running" and depth < MAX_DEPTH
+        if below and _awaits_approval(api, _children(api, child.pipeline_id), depth + 1):
+            return True
+    return False
 
 
 def cancel(api: GitLab, handle: Handle) -> DispatchStatus:
@@ -243,6 +287,7 @@ def wait(
     handle: Handle,
     *,
     timeout: float | None = None,
+    approval_timeout: float | None = None,
     interval: float = 10.0,
     max_interval: float = 60.0,
     progress: Progress | None = None,
@@ -250,26 +295,48 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
 ) -> DispatchStatus:
     """Poll the parent pipeline until it is finished: one request per pause, the pause growing
-    from ``interval`` to ``max_interval``. Raises TimedOut at the deadline, GitLabError."""
+    from ``interval`` to ``max_interval``.
+
+    Time spent waiting for approval (:attr:`Phase.APPROVAL`, from one poll that saw it to the
+    next) does not count against ``timeout``: a person may take a day to approve. With
+    ``approval_timeout`` that wait has its own limit. Raises TimedOut at either deadline,
+    GitLabError.
+    """
     start = clock()
-    deadline = None if timeout is None else start + timeout
+    approval = 0.0  # seconds spent waiting for approval, left out of the timeout
+    seen: tuple[float, Phase] | None = None  # the previous poll: when, and what it saw
     pause = max(interval, 0.1)
     while True:
+        deadline = None if timeout is None else start + timeout + approval
         # a request's own retries end by the deadline too (a long rate-limit wait included)
         left = None if deadline is None else max(deadline - clock(), 1.0)
         with nullcontext() if left is None else within(left):
             now_status = status(api, handle, children=False)
+        now = clock()
+        if seen is not None and seen[1] is Phase.APPROVAL:
+            approval += now - seen[0]
+        seen = (now, now_status.phase)
         if progress is not None:
-            progress(now_status, clock() - start)
+            progress(now_status, now - start)
         if now_status.phase.terminal:
             return now_status
-        now = clock()
-        if deadline is not None and now >= deadline:
+        if approval_timeout is not None and approval >= approval_timeout:
+            raise TimedOut(
+                f"pipeline {handle.pipeline_id} waited for approval longer than "
+                f"{approval_timeout:g}s: {now_status.web_url}; nothing was applied unless "
+                "someone approved meanwhile; the handle stays valid (runner-agent wait HANDLE)"
+            )
+        deadline = None if timeout is None else start + timeout + approval
+        if deadline is not None and now >= deadline and now_status.phase is not Phase.APPROVAL:
             raise TimedOut(
                 f"pipeline {handle.pipeline_id} is still {now_status.status} after {timeout:g}s: "
                 f"{now_status.web_url}; the handle stays valid (runner-agent wait HANDLE)"
             )
-        nap = pause if deadline is None else min(pause, max(deadline - now, 0.0))
+        nap = pause
+        if deadline is not None and now_status.phase is not Phase.APPROVAL:
+            nap = min(pause, max(deadline - now, 0.0))
+        if approval_timeout is not None and now_status.phase is Phase.APPROVAL:
+            nap = min(nap, max(approval_timeout - approval, 0.0))
         sleep(nap)
         pause = min(max_interval, pause * 1.5)
 
@@ -390,14 +457,16 @@ def progress_printer(stream: IO[str]) -> Progress:
 
     def show(status: DispatchStatus, elapsed: float) -> None:
         minutes, seconds = divmod(int(elapsed), 60)
-        line = f"pipeline {status.handle.pipeline_id}: {status.status or status.phase.value}"
-        line += f" ({minutes}m{seconds:02d}s)"
+        shown = status.status or status.phase.value
+        if status.phase is Phase.APPROVAL:
+            shown = f"{Phase.APPROVAL.label} (see the plan, then start the approve jobs)"
+        line = f"pipeline {status.handle.pipeline_id}: {shown} ({minutes}m{seconds:02d}s)"
         if live:
             end = "\n" if status.phase.terminal else ""
             stream.write(f"\r\x1b[2K{line}{end}")
-        elif last[-1:] != [status.status]:
+        elif last[-1:] != [shown]:
             stream.write(line + "\n")
-        last[:] = [status.status]
+        last[:] = [shown]
         stream.flush()
 
     return show

@@ -72,6 +72,7 @@ class Entry:
     project: str
     ref: str
     created: float
+    plan_first: bool = False  # dispatch --plan: its pipeline waits for approval
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -92,6 +93,7 @@ class Entry:
                 project=str(data["project"]),
                 ref=str(data["ref"]),
                 created=float(data["created"]),
+                plan_first=data.get("plan_first", False) is True,
             )
         except (KeyError, TypeError, ValueError):
             return None

@@ -57,6 +57,11 @@ KEYWORDS = frozenset(
 DEFAULT_STAGES = (".pre", "build", "test", "deploy", ".post")
 _INPUT = re.compile(r"\$\[\[\s*inputs\.([A-Za-z0-9_-]+)\s*\]\]")
 _GROUP = re.compile(r"[A-Za-z0-9_./ ${}-]+")
+# environment names (and resource group keys): lib/gitlab/regex.rb environment_name_regex, at
+# most 255 characters (app/models/environment.rb); the CI config refuses others
+# (lib/gitlab/ci/config/entry/environment.rb)
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9_${}. -](?:[A-Za-z0-9_/${}. -]*[A-Za-z0-9_${}. -])?")
+MAX_ENVIRONMENT = 255
 
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -237,7 +242,28 @@ def _job_problems(jobs: Mapping[str, Any], stages: list[str], source: str) -> li
         group = job.get("resource_group")
         if isinstance(group, str) and not (_GROUP.fullmatch(group) and group.strip("/") == group):
             found.append(Problem(source, f"resource_group {group!r}: bad characters", None, name))
+        found.extend(_environment_problems(name, job.get("environment"), source))
     return found
+
+
+def _environment_problems(name: str, environment: Any, source: str) -> list[Problem]:
+    """GitLab's rule for an environment name (a string, or ``environment:name``)."""
+    if environment is None:
+        return []
+    env_name = environment.get("name") if isinstance(environment, Mapping) else environment
+    if not isinstance(env_name, str):
+        return [Problem(source, "environment needs a name", None, name)]
+    if len(env_name) > MAX_ENVIRONMENT or not _ENVIRONMENT.fullmatch(env_name):
+        return [
+            Problem(
+                source,
+                f"environment {env_name[:60]!r}: at most {MAX_ENVIRONMENT} letters, digits, "
+                "'-', '_', '/', '$', '{', '}', '.' and spaces, not starting or ending with '/'",
+                None,
+                name,
+            )
+        ]
+    return []
 
 
 def _need_problems(jobs: Mapping[str, Any], stages: list[str], source: str) -> list[Problem]:

@@ -34,7 +34,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -50,6 +50,8 @@ __all__ = [
     "TIMEOUT_MARGIN",
     "RenderOptions",
     "RenderedPipeline",
+    "environment_name",
+    "gate_name",
     "job_name",
     "render_child",
     "render_index",
@@ -78,6 +80,13 @@ COLLECT_TIMEOUT = "10m"
 # the collect job's HTML report, linked from a merge request's page; GitLab wants letters,
 # digits, '-', '_' and spaces here, and paths without '*', variables or a leading './'
 EXPOSE_AS = "runner-agent report"
+# With plan_first (dispatch --plan): the dry runs' summary job, its link on a merge request, and
+# what a gate job's log says. The plan's files sit beside the summary (docs/safety.md).
+PLAN_JOB = "runner-agent-plan-summary"
+PLAN_EXPOSE_AS = "runner-agent plan"
+GATE_PREFIX = "runner-agent-approve:"
+CHECK_PREFIX = "check:"
+GATE_SCRIPT = "echo 'approved: the apply jobs of this identity start now'"
 
 # plain only what every YAML 1.1 and 1.2 reader takes for a string: no number, date, bool,
 # null, .inf or .nan can start with a letter, '_', '/' or '.' followed by a non-digit
@@ -180,6 +189,33 @@ def resource_group(identity: str) -> str:
     return key
 
 
+def environment_name(identity: str) -> str:
+    """The GitLab environment of an identity, ``runner-agent/<identity>``, valid whatever the
+    identity holds. GitLab validates environment names and resource group keys with the same
+    rule (app/models/environment.rb, app/models/ci/resource_group.rb: at most 255 characters
+    matching lib/gitlab/regex.rb ``environment_name_regex``: letters, digits, ``-_/${}.`` and
+    spaces, not starting or ending with ``/``), so the mapping is :func:`resource_group`'s:
+    ``$``, ``{`` and ``}`` are left out too, since GitLab expands variables in both."""
+    return resource_group(identity)
+
+
+def gate_name(identity: str) -> str:
+    """The manual job that approves an identity's apply jobs (``dispatch --plan``)."""
+    safe = _NAME_UNSAFE.sub("_", identity)
+    name = GATE_PREFIX + safe
+    if safe != identity or len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 9] + "~" + _short_hash(identity)
+    return name
+
+
+def _prefixed(prefix: str, name: str) -> str:
+    """A job name with a prefix, shortened as :func:`job_name` does past GitLab's limit."""
+    full = prefix + name
+    if len(full) <= MAX_NAME:
+        return full
+    return full[: MAX_NAME - 9] + "~" + _short_hash(full)
+
+
 def _duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
@@ -202,6 +238,9 @@ class RenderOptions:
     default_tags: tuple[str, ...] = ()
     validate: bool = True
     variables: Mapping[str, str] = field(default_factory=dict)  # global variables of every pipeline
+    # dispatch --plan / input plan_first: dry runs first, their plan, a manual gate per identity
+    # (with its environment) that the identity's apply jobs need (docs/safety.md)
+    plan_first: bool = False
 
     def problems(self) -> list[Problem]:
         found = []
@@ -242,6 +281,9 @@ class _Job:
     report: str
     junit: str
     dotenv: str
+    stage: str = "agents"
+    environment: Mapping[str, str] | None = None  # plan_first: runner-agent/<identity>
+    variables: Mapping[str, str] | None = None
 
 
 def _groups(tasks: Sequence[Task]) -> dict[str, str]:
@@ -281,6 +323,8 @@ def _job_specs(
         # the jobs before it hand over their reports: `run --after` skips this task when one
         # of them did not succeed, as a local run of the same tasks would
         needs = ([source] if source else []) + [{"job": b, "artifacts": True} for b in before]
+        if opts.plan_first:  # nothing of the identity applies before someone approves it
+            needs.append({"job": gate_name(task.identity), "artifacts": False})
         latest[task.identity] = name
         after = "".join(f" --after '{reports[b]}'" for b in before)
         reports[name] = report
@@ -303,9 +347,88 @@ def _job_specs(
                 report=report,
                 junit=f"{opts.workdir}/reports/{stem}.junit.xml",
                 dotenv=env_file,
+                environment=(
+                    {"name": environment_name(task.identity), "action": "start"}
+                    if opts.plan_first
+                    else None
+                ),
             )
         )
     return jobs
+
+
+def _check_job(
+    job: _Job, opts: RenderOptions, width: int, source: Mapping[str, Any] | None
+) -> _Job:
+    """The dry run of an apply job (plan_first): same task file and runners, no lock (a dry
+    run takes none), no environment. ``RA_DISPATCH_ID`` is blanked so it uploads no report to
+    the dispatch's package, where ``reports`` would take it for the task's outcome."""
+    stem = f"{job.index:0{width}d}"
+    report = f"{opts.workdir}/checks/{stem}.json"
+    script = (
+        f"{opts.runner_agent_cmd} run '{opts.workdir}/tasks/{stem}.json' --check "
+        f"--report '{report}'",
+    )
+    return replace(
+        job,
+        name=_prefixed(CHECK_PREFIX, job.name),
+        stage="check",
+        resource_group="",
+        needs=(source,) if source else (),
+        when=None,
+        script=script,
+        report=report,
+        junit="",
+        dotenv="",
+        environment=None,
+        variables={"RA_DISPATCH_ID": ""},
+    )
+
+
+def _plan_blocks(
+    jobs: Sequence[_Job],
+    part: Sequence[int],
+    opts: RenderOptions,
+    width: int,
+    source: Mapping[str, Any] | None,
+    suffix: str,
+    tags: Sequence[str],
+) -> tuple[list[_Yaml], list[_Yaml], dict[str, Any]]:
+    """A part's dry runs, one gate per identity and its plan summary job (plan_first)."""
+    env = _environment()
+    block = env.get_template("job.yml.j2")
+    checks = [_Yaml(block.render(job=_check_job(jobs[i], opts, width, source))) for i in part]
+    plan_job = f"{PLAN_JOB}{suffix}"
+    files = [f"{opts.workdir}/plan{suffix}.{ext}" for ext in ("md", "html", "json")]
+    gate = env.get_template("gate.yml.j2")
+    gates = []
+    for identity in dict.fromkeys(jobs[i].identity for i in part):
+        gates.append(
+            _Yaml(
+                gate.render(
+                    gate={
+                        "name": gate_name(identity),
+                        "tags": list(tags),
+                        "needs": [{"job": plan_job, "artifacts": False}],
+                        "environment": {"name": environment_name(identity), "action": "prepare"},
+                        "script": [GATE_SCRIPT],
+                    }
+                )
+            )
+        )
+    plan = {
+        "name": plan_job,
+        "tags": list(tags),
+        "timeout": COLLECT_TIMEOUT,
+        "variables": {"RA_DISPATCH_ID": ""},  # the plan is no summary of the dispatch
+        "script": [
+            f"{opts.runner_agent_cmd} collect '{opts.workdir}/checks' --summary '{files[2]}' "
+            f"--html '{files[1]}' --markdown '{files[0]}' --expect {len(part)}"
+        ],
+        "expose_as": PLAN_EXPOSE_AS,
+        "paths": files,
+    }
+    return checks, gates, plan
 
 
 def _task_file(task: Task) -> bytes:
@@ -324,22 +447,29 @@ def _partition(jobs: Sequence[_Job], sizes: Sequence[int], opts: RenderOptions) 
         groups.setdefault(job.group, []).append(i)
     room_jobs = opts.max_jobs - 1  # the collect job takes one
     room_bytes = opts.max_bytes - 8192  # header and collect job
+    if opts.plan_first:  # the plan summary job; each task's dry run and each identity's gate
+        room_jobs -= 1
+        room_bytes -= 4096
     parts: list[list[int]] = [[]]
     used = [0, 0]
     for group, members in groups.items():
         weight = sum(sizes[i] for i in members)
-        if len(members) > room_jobs or weight > room_bytes:
+        count = len(members)
+        if opts.plan_first:
+            count += len(members) + len({jobs[i].identity for i in members})
+            weight *= 2
+        if count > room_jobs or weight > room_bytes:
             raise InvalidInput(
                 Problem(
                     "<tasks>",
                     f"identity {group!r} and the tasks tied to it do not fit in one pipeline",
                 )
             )
-        if used[0] + len(members) > room_jobs or used[1] + weight > room_bytes:
+        if used[0] + count > room_jobs or used[1] + weight > room_bytes:
             parts.append([])
             used = [0, 0]
         parts[-1].extend(members)
-        used = [used[0] + len(members), used[1] + weight]
+        used = [used[0] + count, used[1] + weight]
     return [sorted(p) for p in parts]
 
 
@@ -383,7 +513,17 @@ def render_child(
         summary = f"{opts.workdir}/summary{suffix}.json"
         page = f"{opts.workdir}/report{suffix}.html"
         collect_tags = opts.default_tags or jobs[part[0]].tags
+        checks: list[_Yaml] = []
+        gates: list[_Yaml] = []
+        plan = None
+        if opts.plan_first:
+            checks, gates, plan = _plan_blocks(
+                jobs, part, opts, width, source, suffix, collect_tags
+            )
         text = env.get_template("child.yml.j2").render(
+            checks=checks,
+            gates=gates,
+            plan=plan,
             blocks=[_Yaml(blocks[i]) for i in part],
             collect={
                 "name": f"runner-agent-collect{suffix}",
