@@ -74,6 +74,7 @@ _ROUTES: list[tuple[str, str, re.Pattern[str]]] = [
         ("GET", "jobs", r"/pipelines/(?P<id>[0-9]+)/jobs"),
         ("POST", "cancel", r"/pipelines/(?P<id>[0-9]+)/cancel"),
         ("GET", "artifacts", r"/jobs/(?P<id>[0-9]+)/artifacts"),
+        ("POST", "play", r"/jobs/(?P<id>[0-9]+)/play"),
         ("GET", "schedules", r"/pipeline_schedules"),
         ("POST", "create_schedule", r"/pipeline_schedules"),
         ("DELETE", "schedule", r"/pipeline_schedules/(?P<id>[0-9]+)"),
@@ -179,6 +180,10 @@ class FakeGitLab:
     # ci_pipeline_variables_minimum_override_role); "no_one_allowed" is what the docs advise
     # (doc/ci/variables/_index.md, "Restrict pipeline variables")
     pipeline_variables_role: str = "developer"
+    # Settings > CI/CD > Protected environments: environment name -> whether this token's user
+    # is "allowed to deploy" there (doc/ci/environments/protected_environments.md). A job with
+    # `environment:` (any action) to a protected one plays only for such users (gitlab#300784)
+    protected_environments: dict[str, bool] = field(default_factory=dict)
 
     # --- test helpers ---------------------------------------------------------------------
 
@@ -225,6 +230,30 @@ class FakeGitLab:
                 zf.writestr(".runner-agent/reports/0000.json", "{}")
             self.artifacts[job["id"]] = archive.getvalue()
         return int(child["id"])
+
+    def add_gated_child(self, parent: int, gates: dict[str, str]) -> int:
+        """A child pipeline stopped at its approval gates (``dispatch --plan``), as GitLab shows
+        it. ``gates``: gate job name -> its environment.
+
+        - the child is ``manual``: blocking manual jobs (``allow_failure: false``) and jobs
+          waiting on them, nothing running (lib/gitlab/ci/status/composite.rb);
+        - its trigger job stays ``running`` and so does the parent: a ``strategy: depend``
+          bridge is left running when its child is created and takes the child's status only
+          once it is success, failed, canceled or skipped
+          (app/services/ci/create_downstream_pipeline_service.rb, app/models/ci/bridge.rb
+          ``inherit_status_from_downstream!``).
+        """
+        child = self.add_child(parent, status="manual")
+        bridge = self.bridges[parent][-1]
+        bridge["status"] = "running"
+        self.pipelines[parent]["status"] = "running"
+        for name, environment in gates.items():
+            job = copy.deepcopy(fixture("jobs")[0])
+            job.update(id=self._id(), name=name, status="manual", artifacts=[])
+            job["pipeline"].update(id=child, status="manual")
+            job["_environment"] = environment  # not in Entities::Ci::Job; kept for the rules
+            self.jobs.setdefault(child, []).append(job)
+        return child
 
     def package(self, pkg: str, ver: str, file: str) -> bytes | None:
         files = self.packages.get((pkg, ver, file))
@@ -481,7 +510,8 @@ class FakeGitLab:
         return self._ok(self.bridges.get(int(m["id"]), []))
 
     def _do_jobs_get(self, m: re.Match[str], call: Call) -> Answer:
-        return self._ok(self.jobs.get(int(m["id"]), []))
+        jobs = self.jobs.get(int(m["id"]), [])
+        return self._ok([{k: v for k, v in j.items() if not k.startswith("_")} for j in jobs])
 
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         pipeline = self.pipelines.get(int(m["id"]))
@@ -495,6 +525,29 @@ class FakeGitLab:
                     child["status"] = "canceled"
                     bridge["downstream_pipeline"]["status"] = "canceled"
         return self._ok(_public(pipeline))
+
+    def _do_play_post(self, m: re.Match[str], call: Call) -> Answer:
+        """POST /projects/:id/jobs/:job_id/play (lib/api/ci/jobs.rb): 403 unless the user may
+        play it (``authorize!(:play_job)``: a protected environment's deployers only), 400
+        "Unplayable Job" unless it is manual. A child left with no manual job runs again, its
+        bridge still running (see :meth:`add_gated_child`)."""
+        job_id = int(m["id"])
+        found = [(p, j) for p, jobs in self.jobs.items() for j in jobs if int(j["id"]) == job_id]
+        if not found:
+            return self._error(404, "404_pipeline")
+        pipeline_id, job = found[0]
+        if not self.protected_environments.get(job.get("_environment", ""), True):
+            return self._ok({"message": "403 Forbidden"}, 403)
+        if job["status"] != "manual":
+            return self._ok({"message": "400 Bad request - Unplayable Job"}, 400)
+        job["status"] = "pending"
+        if not any(j["status"] == "manual" for j in self.jobs[pipeline_id]):
+            self.pipelines[pipeline_id]["status"] = "running"
+            for bridges in self.bridges.values():
+                for bridge in bridges:
+                    if bridge["downstream_pipeline"]["id"] == pipeline_id:
+                        bridge["downstream_pipeline"]["status"] = "running"
+        return self._ok({k: v for k, v in job.items() if not k.startswith("_")})
 
     def _do_artifacts_get(self, m: re.Match[str], call: Call) -> Answer:
         data = self.artifacts.get(int(m["id"]))
