@@ -184,7 +184,7 @@ def resource_group(identity: str) -> str:
     """The GitLab resource group of an identity: one running job per identity per project."""
     safe = _GROUP_UNSAFE.sub("_", identity).strip("/ ")
     key = f"runner-agent/{safe}"
-    if safe != identity or len(key) > MAX_NAME:
+    if not safe or safe != identity or len(key) > MAX_NAME:  # GitLab refuses a trailing '/'
         key = key[: MAX_NAME - 9] + "-" + _short_hash(identity)
     return key
 
