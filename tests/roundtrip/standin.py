@@ -10,6 +10,17 @@ status, jobs, the bridge to the child pipeline, the collect job's artifacts arch
 The project's CI/CD variables (``GITLAB_CI``, ``CI_SERVER_URL``, ``CI_PROJECT_ID``,
 ``CI_JOB_TOKEN``, ...) reach every job, child pipelines included, through gitlab-ci-local's
 variables file, as a project's variables reach every job on GitLab.
+
+A child pipeline with approval gates (``dispatch --plan``: manual jobs with ``allow_failure:
+false`` that the apply jobs need) runs in two steps, as on GitLab. gitlab-ci-local runs a
+manual job only when ``--manual`` names it, and refuses a pipeline where a job needs a manual
+job it was not told to run; so the stand-in runs the parent (its child refused), then the
+child's jobs before the gates (stages ``check`` and ``plan``) with ``--file`` on the child's
+YAML, and shows what GitLab shows: the child ``manual``, its gates ``manual``, the jobs after
+them ``created``, the trigger job and the parent ``running``. Once every gate was started
+(``POST /jobs/:id/play``, refused for a protected environment as the fake refuses it) it runs
+the gates and the jobs after them with ``--manual``, then the parent's remaining job, and the
+pipeline ends as gitlab-ci-local ran it. One gate started of several leaves the child waiting.
 """
 
 from __future__ import annotations
@@ -81,6 +92,9 @@ class Run:
     body: dict[str, Any] = field(default_factory=dict)  # the creation request, as accepted
     tags: dict[str, list[str]] = field(default_factory=dict)  # top-level job -> its tags
     waiting: list[str] = field(default_factory=list)  # jobs no runner can take: never run
+    child_file: str = ""  # a gated child pipeline's YAML, relative to the checkout
+    gates: dict[int, str] = field(default_factory=dict)  # gate job id -> name, not yet started
+    child_id: int = 0
 
     def overlaps(self, other: Run) -> bool:
         end = self.ended if self.ended is not None else float("inf")
@@ -180,6 +194,14 @@ class GitLabStandIn(FakeGitLab):
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         run = self.runs.get(int(m["id"]))
         answer = super()._do_cancel_post(m, call)
+        waiting = run is not None and bool(run.gates) and run.process is not None
+        if waiting and run.process.poll() is not None and not run.done.is_set():  # type: ignore[union-attr]
+            # waiting at its gates: nothing runs, so it ends now
+            run.canceled = True
+            run.gates.clear()
+            run.ended = time.monotonic()
+            run.done.set()
+            return answer
         if run is not None and not run.done.is_set():
             run.canceled = True  # the job token is revoked from now on
             if run.process is not None:  # "canceling" until the runner has stopped the jobs
@@ -256,9 +278,14 @@ class GitLabStandIn(FakeGitLab):
     def _execute(self, run: Run, body: dict[str, Any]) -> None:
         try:
             code = self._run_engine(run, body)
-        finally:
+            if code != 0 and not run.canceled and self._stop_at_gates(run):
+                return  # the pipeline waits for a person: see the module's docstring
+        except BaseException:
             run.ended = time.monotonic()
-            run.done.set()  # also when the engine failed: the job token is invalid from now
+            run.done.set()
+            raise
+        run.ended = time.monotonic()
+        run.done.set()  # also when the engine failed: the job token is invalid from now
         with self.lock:
             if run.waiting:  # GitLab created the jobs; no runner ever takes them
                 for name in run.waiting:
@@ -340,6 +367,115 @@ class GitLabStandIn(FakeGitLab):
             for name, job in pipeline.items()
             if isinstance(job, dict) and "script" in job
         }
+
+    # --- approval gates (dispatch --plan) ---------------------------------------------------
+
+    def _stop_at_gates(self, run: Run) -> bool:
+        """When gitlab-ci-local refused the child for its gates: run the child up to them and
+        show it waiting. Returns False when the failure was anything else."""
+        text = run.log.read_text(encoding="utf-8", errors="replace")
+        if "is when:manual, its needed by" not in text:
+            return False
+        child_file = ".runner-agent/pipeline.yml"  # the plan job's artifact the trigger includes
+        child = yaml.safe_load((run.checkout / child_file).read_text(encoding="utf-8"))
+        jobs = {k: v for k, v in child.items() if isinstance(v, dict) and "stage" in v}
+        before = [n for n, j in jobs.items() if j["stage"] in ("check", "plan")]
+        gates = [n for n, j in jobs.items() if j.get("when") == "manual"]
+        log = run.checkout.parent / f"p{run.pipeline_id}-plan.log"
+        self._engine(run, ["--file", child_file, *before], log)
+        with self.lock:
+            run.child_file = child_file
+            results = _results(run.log)
+            for name, status in results.items():
+                if name != "runner-agent-run":  # the trigger job is the bridge below
+                    self._job(run, run.pipeline_id, name, status)
+            kid = self._new_pipeline({"ref": "main"}, name=None, source="parent_pipeline")
+            kid["status"] = "manual"
+            run.child_id = int(kid["id"])
+            bridge = copy.deepcopy(fixture("bridges")[0])
+            bridge.update(id=self._id(), name="runner-agent-run", status="running")
+            bridge["pipeline"]["id"] = run.pipeline_id
+            bridge["downstream_pipeline"].update(
+                {"id": kid["id"], "status": "manual", "web_url": kid["web_url"]}
+            )
+            self.bridges.setdefault(run.pipeline_id, []).append(bridge)
+            for name, status in _results(log).items():
+                self._job(run, run.child_id, name, status)
+            for name in gates:
+                self._job(run, run.child_id, name, "manual")
+                job = self.jobs[run.child_id][-1]
+                environment = jobs[name].get("environment") or {}
+                job["_environment"] = environment.get("name", "")
+                run.gates[int(job["id"])] = name
+            for name in jobs:
+                if name not in before and name not in gates:
+                    self._job(run, run.child_id, name, "created")
+            self.pipelines[run.pipeline_id]["status"] = "running"
+        return True
+
+    def _do_play_post(self, m: re.Match[str], call: Call) -> Answer:
+        answer = super()._do_play_post(m, call)
+        job_id = int(m["id"])
+        for run in self.runs.values():
+            if answer[0] == 200 and job_id in run.gates:
+                del run.gates[job_id]
+                if not run.gates:  # every identity approved: the rest of the pipeline runs
+                    threading.Thread(target=self._resume, args=(run,), daemon=True).start()
+        return answer
+
+    def _resume(self, run: Run) -> None:
+        """The gates, the jobs after them, then the parent's last job; the outcome recorded."""
+        child = yaml.safe_load((run.checkout / run.child_file).read_text(encoding="utf-8"))
+        jobs = {k: v for k, v in child.items() if isinstance(v, dict) and "stage" in v}
+        rest = [n for n, j in jobs.items() if j["stage"] not in ("check", "plan")]
+        gates = [n for n in rest if jobs[n].get("when") == "manual"]
+        manual = [f"--manual={g}" for g in gates]
+        child_log = run.checkout.parent / f"p{run.pipeline_id}-apply.log"
+        parent_log = run.checkout.parent / f"p{run.pipeline_id}-summary.log"
+        try:
+            self._engine(run, ["--file", run.child_file, *manual, *rest], child_log)
+            self._engine(run, ["runner-agent-summary"], parent_log)
+        finally:
+            run.ended = time.monotonic()
+            run.done.set()
+        with self.lock:
+            results = _results(child_log)
+            kept = [j for j in self.jobs[run.child_id] if j["name"] not in results]
+            self.jobs[run.child_id] = kept
+            for name, status in results.items():
+                self._job(run, run.child_id, name, status)
+            failed = any(s == "failed" for s in results.values()) or len(results) < len(rest)
+            child_status = "canceled" if run.canceled else ("failed" if failed else "success")
+            self.pipelines[run.child_id]["status"] = child_status
+            for bridge in self.bridges.get(run.pipeline_id, []):
+                bridge["status"] = bridge["downstream_pipeline"]["status"] = child_status
+            summary = _results(parent_log)
+            for name, status in summary.items():
+                self._job(run, run.pipeline_id, name, status)
+            bad = child_status != "success" or "failed" in summary.values()
+            parent = "canceled" if run.canceled else ("failed" if bad else "success")
+            self.pipelines[run.pipeline_id]["status"] = parent
+
+    def _engine(self, run: Run, extra: list[str], log_path: Path) -> int:
+        """gitlab-ci-local in the run's checkout with the run's variables and inputs."""
+        with self.lock:
+            if run.canceled:
+                return 1
+            with log_path.open("wb") as log:
+                run.process = subprocess.Popen(
+                    [*self._command(run, run.body), *extra],
+                    cwd=run.checkout,
+                    env=self.runner_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        try:
+            return run.process.wait(timeout=ENGINE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.process.pid, signal.SIGKILL)
+            return run.process.wait()
 
     def _undo_uploads(self, run: Run) -> None:
         """GitLab would not have created the pipeline that passed the limit, so none of its
@@ -493,6 +629,12 @@ class GitLabStandIn(FakeGitLab):
             _send([pid, *below] if kill.sig == signal.SIGKILL else [pid], kill.sig)
             kill.done.set()
             return
+
+
+def _results(log: Path) -> dict[str, str]:
+    """Job name -> status from a gitlab-ci-local log's closing lines."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return {m["name"]: _STATUS[m[1]] for line in lines if (m := _RESULT.match(line))}
 
 
 def stop_processes(*markers: str) -> None:
