@@ -11,7 +11,7 @@ import pytest
 from fake_gitlab import CANARY_TOKEN, FakeGitLab
 from gitlab_helpers import Clock, RunCli, kv_task, make_tasks, write_tasks
 
-from runner_agent.core.errors import TimedOut
+from runner_agent.core.errors import InvalidInput, TimedOut
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, read_bundle
 from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode
 from runner_agent.gitlab.follow import Phase, progress_printer
@@ -231,3 +231,44 @@ def test_cli_dispatch_plan_prints_a_planned_handle(
     assert code == 0, err
     assert json.loads(out)["plan"] is True
     assert fake.routed("create_pipeline")[0].json()["inputs"]["plan_first"] is True
+
+
+@pytest.mark.parametrize("input_value", ["false", ""])
+def test_the_plan_job_gates_when_the_bundle_asks_whatever_the_input(
+    fake: FakeGitLab,
+    run_cli: RunCli,
+    registry: AgentRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    input_value: str,
+) -> None:
+    from gitlab_helpers import JOB_ENV
+
+    from runner_agent.gitlab.bundle import build_bundle
+
+    bundle = build_bundle(make_tasks(registry), ref="main", plan_first=True)
+    fake.put_package(DISPATCH_PACKAGE, bundle.dispatch_id, "bundle.json", bundle.data)
+    for key, value in {**JOB_ENV, "RA_DISPATCH_ID": bundle.dispatch_id}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RA_PLAN_FIRST", input_value)  # the input left at its default
+    monkeypatch.delenv("GITLAB_TOKEN")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(
+        "plan", "--dispatch-id", bundle.dispatch_id, "--checksum", bundle.checksum
+    )
+    assert code == 0, err
+    text = (tmp_path / ".runner-agent" / "pipeline.yml").read_text()
+    assert gate_name("acme/web") in text and "when: manual" in text
+
+
+def test_a_bundle_whose_plan_first_is_not_a_boolean_is_refused(registry: AgentRegistry) -> None:
+    from runner_agent.gitlab.bundle import build_bundle, checksum, dump
+
+    bundle = build_bundle(make_tasks(registry), ref="main")
+    document = json.loads(bundle.data) | {"plan_first": "yes"}
+    data = dump(document)
+    with pytest.raises(InvalidInput, match="plan_first: must be true or false"):
+        read_bundle(data, bundle.dispatch_id, checksum(data), registry)
+    unplanned = build_bundle(make_tasks(registry), ref="main")
+    planned = build_bundle(make_tasks(registry), ref="main", plan_first=True)
+    assert unplanned.signature != planned.signature  # never the same run
