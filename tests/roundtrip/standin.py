@@ -277,7 +277,7 @@ class GitLabStandIn(FakeGitLab):
 
     def _execute(self, run: Run, body: dict[str, Any]) -> None:
         try:
-            code = self._run_engine(run, body)
+            code = self._run_engine(run)
             if code != 0 and not run.canceled and self._stop_at_gates(run):
                 return  # the pipeline waits for a person: see the module's docstring
         except BaseException:
@@ -456,8 +456,9 @@ class GitLabStandIn(FakeGitLab):
             parent = "canceled" if run.canceled else ("failed" if bad else "success")
             self.pipelines[run.pipeline_id]["status"] = parent
 
-    def _engine(self, run: Run, extra: list[str], log_path: Path) -> int:
-        """gitlab-ci-local in the run's checkout with the run's variables and inputs."""
+    def _engine(self, run: Run, extra: list[str], log_path: Path, watch: bool = False) -> int:
+        """gitlab-ci-local in the run's checkout with the run's variables and inputs; with
+        ``watch``, the runner-side faults (:meth:`kill_job_midway`) apply to it."""
         with self.lock:
             if run.canceled:
                 return 1
@@ -471,9 +472,11 @@ class GitLabStandIn(FakeGitLab):
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
+        if watch:
+            threading.Thread(target=self._watch_kills, args=(run,), daemon=True).start()
         try:
             return run.process.wait(timeout=ENGINE_TIMEOUT)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # a hung pipeline: stop it, the test then fails
             os.killpg(run.process.pid, signal.SIGKILL)
             return run.process.wait()
 
@@ -522,30 +525,15 @@ class GitLabStandIn(FakeGitLab):
         run.active_jobs = total
         return total > self.ci_active_jobs
 
-    def _run_engine(self, run: Run, body: dict[str, Any]) -> int:
+    def _run_engine(self, run: Run) -> int:
         with self.lock:
             if run.canceled:  # cancelled before a runner took it
                 return 1
-            run.waiting = self._no_runner_for(run, body)
+            run.waiting = self._no_runner_for(run, run.body)
             if run.waiting:
                 return 0
             self.pipelines[run.pipeline_id]["status"] = "running"
-            with run.log.open("wb") as log:
-                run.process = subprocess.Popen(
-                    self._command(run, body),
-                    cwd=run.checkout,
-                    env=self.runner_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-        threading.Thread(target=self._watch_kills, args=(run,), daemon=True).start()
-        try:
-            return run.process.wait(timeout=ENGINE_TIMEOUT)
-        except subprocess.TimeoutExpired:  # a hung pipeline: stop it, the test then fails
-            os.killpg(run.process.pid, signal.SIGKILL)
-            return run.process.wait()
+        return self._engine(run, [], run.log, watch=True)
 
     # --- what GitLab shows afterwards -------------------------------------------------------
 
