@@ -432,9 +432,13 @@ class GitLabStandIn(FakeGitLab):
         manual = [f"--manual={g}" for g in gates]
         child_log = run.checkout.parent / f"p{run.pipeline_id}-apply.log"
         parent_log = run.checkout.parent / f"p{run.pipeline_id}-summary.log"
+        parent_log.write_text("")
         try:
             self._engine(run, ["--file", run.child_file, *manual, *rest], child_log)
-            self._engine(run, ["runner-agent-summary"], parent_log)
+            # named on the command line, gitlab-ci-local runs a job whatever its rules: the
+            # summary job's rule (`$RA_DISPATCH_ID != ""`) is applied here
+            if _dispatch_id(run.body):
+                self._engine(run, ["runner-agent-summary"], parent_log)
         finally:
             run.ended = time.monotonic()
             run.done.set()
@@ -617,6 +621,17 @@ class GitLabStandIn(FakeGitLab):
             _send([pid, *below] if kill.sig == signal.SIGKILL else [pid], kill.sig)
             kill.done.set()
             return
+
+
+def _dispatch_id(body: dict[str, Any]) -> str:
+    """The dispatch id a pipeline was created with, as an input or a variable; "" for a
+    pipeline run by hand."""
+    variables = body.get("variables") or {}
+    if isinstance(variables, list):
+        variables = {v["key"]: v["value"] for v in variables}
+    return str(
+        (body.get("inputs") or {}).get("dispatch_id") or variables.get("RA_DISPATCH_ID") or ""
+    )
 
 
 def _results(log: Path) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import threading
 import time
 import zipfile
@@ -18,7 +19,7 @@ import requests
 import yaml
 from endpoints import EtcdPrefix
 from fake_gitlab import CANARY_TOKEN
-from standin import Cli, GitLabStandIn
+from standin import GIT, Cli, GitLabStandIn
 
 from runner_agent.pipeline.render import PLAN_JOB, environment_name, gate_name
 
@@ -163,3 +164,43 @@ def _play(standin: GitLabStandIn, job_id: int) -> int:
 def _plan(standin: GitLabStandIn, job_id: int) -> str:
     with zipfile.ZipFile(io.BytesIO(standin.artifacts[job_id])) as archive:
         return archive.read(".runner-agent/plan.md").decode()
+
+
+def test_a_pipeline_run_by_hand_with_plan_first_waits_for_approval(
+    standin: GitLabStandIn, tmp_path: Path
+) -> None:
+    """Build > Pipelines > Run pipeline with the inputs task_file and plan_first: no bundle, so
+    only the input asks for the gate."""
+    target = tmp_path / "web.json"
+    task = {
+        "identity": "acme/web",
+        "agent": "kv_file",
+        "config": {"path": str(target), "values": {"a": 1}},
+    }
+    repo = standin.project_repo
+    (repo / "tasks").mkdir()
+    (repo / "tasks" / "web.yml").write_text(yaml.safe_dump(task))
+    subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "a task"], cwd=repo, check=True)
+    api = f"{standin.base}/api/v4/projects/42"
+    headers = {"PRIVATE-TOKEN": CANARY_TOKEN}
+    inputs = {"task_file": "tasks/web.yml", "plan_first": True}
+    created = requests.post(
+        f"{api}/pipeline", json={"ref": "main", "inputs": inputs}, headers=headers, timeout=10
+    )
+    assert created.status_code == 201, created.text
+    pipeline_id = created.json()["id"]
+
+    def bridge() -> Any:
+        found = requests.get(f"{api}/pipelines/{pipeline_id}/bridges", headers=headers, timeout=10)
+        return (found.json() or [None])[0]
+
+    waiting = until(
+        lambda: (b := bridge()) and b["downstream_pipeline"]["status"] == "manual" and b, "blocked"
+    )
+    assert waiting["status"] == "running" and not target.exists()
+    child = int(waiting["downstream_pipeline"]["id"])
+    (gate,) = [j for j in standin.jobs[child] if j["name"] == gate_name("acme/web")]
+    assert _play(standin, int(gate["id"])) == 200
+    until(lambda: standin.pipelines[pipeline_id]["status"] == "success", "applied", limit=180)
+    assert json.loads(target.read_text()) == {"a": 1}
