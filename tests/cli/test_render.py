@@ -166,3 +166,17 @@ def test_dotenv_stays_within_gitlab_limits() -> None:
         {"identity": "a", "status": "success", "outputs": {"n": 3, "o": {"a": 1}}}
     )
     assert small == 'RA_A_STATUS=success\nRA_A_N=3\nRA_A_O={"a": 1}\n'
+
+
+@pytest.mark.parametrize(("value", "gated"), [("true", True), ("false", False), ("", False)])
+def test_plan_first_from_the_input_variable(
+    project: Path, monkeypatch: pytest.MonkeyPatch, value: str, gated: bool
+) -> None:
+    """The agent project passes its boolean input plan_first as RA_PLAN_FIRST ("true"/"false")."""
+    monkeypatch.setenv("RA_TASK_FILE", "tasks/mixed.yml")
+    monkeypatch.setenv("CI_PROJECT_DIR", str(project))
+    monkeypatch.setenv("RA_PLAN_FIRST", value)
+    assert main(["plan", "-f", str(project / ".runner-agent/pipeline.yml")]) == 0
+    doc = yaml.safe_load((project / ".runner-agent/pipeline.yml").read_text())
+    assert ("approve" in doc["stages"]) is gated
+    assert any(str(name).startswith("runner-agent-approve:") for name in doc) is gated
