@@ -48,6 +48,7 @@ def test_a_planned_dispatch_says_so_in_its_bundle_and_input(
     handle = dispatcher.submit(make_tasks(registry), ref="main", plan_first=True)
     body = fake.routed("create_pipeline")[0].json()
     assert body["inputs"]["plan_first"] is True
+    assert "one_job" not in body["inputs"]  # one task fits one job; the plan needs its own
     data = fake.package(DISPATCH_PACKAGE, handle.dispatch_id, "bundle.json")
     assert data is not None
     assert read_bundle(data, handle.dispatch_id, body["inputs"]["checksum"], registry).plan_first
