@@ -46,6 +46,7 @@ DOC_COMMANDS = (
     "stackl",
     "history",
     "rollback",
+    "job",
 )
 # Text that reads like `runner-agent <command>` but names no command, and what it is.
 NOT_COMMANDS = {
