@@ -1,10 +1,10 @@
 """A dispatch after submit: its handle and phase; status, wait, reports and cancel.
 
 ``wait`` asks for the parent pipeline only (``strategy: depend`` makes it carry its children's
-outcome), at most once per interval, the interval growing with backoff. ``reports`` reads the
-merged summary from the package registry in one request; when it is missing (a job could not
-upload it) it walks the pipeline's trigger jobs down to the collect jobs and reads their
-artifacts instead; a small dispatch's pipeline has no trigger job, but its one job's
+outcome), at most once per interval, the interval growing with the time waited. ``reports``
+reads the merged summary from the package registry in one request; when it is missing (a job
+could not upload it) it walks the pipeline's trigger jobs down to the collect jobs and reads
+their artifacts instead; a small dispatch's pipeline has no trigger job, but its one job's
 artifacts. Every function takes the client of the handle's project.
 """
 
@@ -294,8 +294,8 @@ def wait(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DispatchStatus:
-    """Poll the parent pipeline until it is finished: one request per pause, the pause growing
-    from ``interval`` to ``max_interval``.
+    """Poll the parent pipeline until it is finished: one request per pause, the pause a
+    quarter of the time waited so far, within ``interval`` and ``max_interval``.
 
     Time spent waiting for approval (:attr:`Phase.APPROVAL`, from one poll that saw it to the
     next) does not count against ``timeout``: a person may take a day to approve. With
@@ -305,7 +305,6 @@ def wait(
     start = clock()
     approval = 0.0  # seconds spent waiting for approval, left out of the timeout
     seen: tuple[float, Phase] | None = None  # the previous poll: when, and what it saw
-    pause = max(interval, 0.1)
     while True:
         deadline = None if timeout is None else start + timeout + approval
         # a request's own retries end by the deadline too (a long rate-limit wait included)
@@ -332,13 +331,14 @@ def wait(
                 f"pipeline {handle.pipeline_id} is still {now_status.status} after {timeout:g}s: "
                 f"{now_status.web_url}; the handle stays valid (runner-agent wait HANDLE)"
             )
-        nap = pause
+        # a quarter of the time waited so far: the end is seen within a quarter of the run's
+        # length (never sooner than ``interval``), at a request count that grows with its log
+        nap = min(max_interval, max(interval, 0.1, (now - start) / 4))
         if deadline is not None and now_status.phase is not Phase.APPROVAL:
-            nap = min(pause, max(deadline - now, 0.0))
+            nap = min(nap, max(deadline - now, 0.0))
         if approval_timeout is not None and now_status.phase is Phase.APPROVAL:
             nap = min(nap, max(approval_timeout - approval, 0.0))
         sleep(nap)
-        pause = min(max_interval, pause * 1.5)
 
 
 def reports(api: GitLab, handle: Handle) -> DispatchReports:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,28 @@ def test_wait_polls_once_per_interval_with_backoff(
     assert len(fake.calls) == 6 == len(polls)  # one request per pause, children not asked
     gaps = [b - a for a, b in itertools.pairwise(polls)]
     assert min(gaps) >= 10
+
+
+@pytest.mark.parametrize("ends_at", [3.0, 17.0, 95.0, 1000.0])
+def test_wait_sees_the_end_within_a_quarter_of_the_time_waited(
+    fake: FakeGitLab, dispatcher: Dispatcher, handle: Handle, clock: Clock, ends_at: float
+) -> None:
+    polls: list[float] = []
+
+    def progress(status: object, elapsed: float) -> None:
+        polls.append(elapsed)
+        if elapsed >= ends_at:  # what this poll saw was already finished in GitLab
+            fake.set_status(handle.pipeline_id, "success")
+
+    final = dispatcher.wait(handle, interval=1, max_interval=60, progress=progress)
+    before = [p for p in polls if p < ends_at]
+    last_running = before[-1] if before else 0.0
+    seen_at = next(p for p in polls if p >= ends_at)
+    assert final.phase is Phase.SUCCEEDED
+    # (the fake clock also moves while a request is in flight: a small margin)
+    assert seen_at - last_running <= max(1.0, min(60.0, last_running / 4)) * 1.01 + 0.1
+    # not one a second: a pause grows by a quarter each poll, up to max_interval
+    assert len(polls) <= 7 + math.log(max(ends_at / 4, 1.0), 1.25) + ends_at / 60
 
 
 def test_wait_times_out_with_exit_5_and_a_valid_handle(
