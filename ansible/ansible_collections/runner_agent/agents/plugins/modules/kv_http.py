@@ -23,7 +23,8 @@ description:
     are left alone.
   - When the GET answer carries an C(ETag), the write carries C(If-Match) with it, so a
     concurrent edit makes the server answer 412 and the module fail, nothing written.
-  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values.
+  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values,
+    and RV(changes) the same keys with their values before and after.
 version_added: "1.0.0"
 author:
   - runner_agent authors (@runner-agent)
@@ -128,6 +129,16 @@ drift:
   type: list
   elements: dict
   sample: [{"key": "db/pool", "change": "changed"}]
+changes:
+  description:
+    - The keys written or removed (or that would be, in check mode), each with its value
+      before (absent for an added key) and after (absent for a removed one), as JSON values.
+    - Keys in O(ignore) are left out; O(operation=remove) lists every other key of the document.
+    - The runtime masks the values of secret keys (docs/agents.md, the check contract).
+  returned: O(operation=write) or O(operation=remove)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed", "before": 5, "after": 10}]
 status:
   description: The HTTP status of the last request.
   returned: success
@@ -161,7 +172,8 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP, control, url_problem
-from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten, key_changes
+from ansible_collections.runner_agent.agents.plugins.module_utils.tls import refused_certificate
 
 UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError,
                HTTPException)
@@ -254,8 +266,8 @@ class Client(object):
             raise HTTPDocError("%s %s answered %s: %s" % (
                 method, self.url, exc.code, REASONS.get(exc.code, exc.reason))) from None
         except UNREACHABLE as exc:
-            raise HTTPDocError("cannot reach %s: %s"
-                               % (self.url, getattr(exc, "reason", None) or exc)) from None
+            reason = refused_certificate(exc) or getattr(exc, "reason", None) or exc
+            raise HTTPDocError("cannot reach %s: %s" % (self.url, reason)) from None
         try:
             raw = response.read()
             self.status = response.status
@@ -289,6 +301,8 @@ def op_write(module, client, values, method, ignore):
     if body is not None and not module.check_mode:
         client.request(method, body, etag=etag)
     result = dict(changed=body is not None, keys=len(flatten(values)), drift=changes,
+                  changes=key_changes(compared(values, ignore), compared(document, ignore),
+                                      changes),
                   etag=etag)
     if module._diff:
         before = compared(document, ignore)
@@ -299,13 +313,15 @@ def op_write(module, client, values, method, ignore):
     return result
 
 
-def op_remove(module, client):
+def op_remove(module, client, ignore):
     document, etag = read_document(client, missing_ok=True)
     if document is None:
-        return dict(changed=False, keys=0, etag="")
+        return dict(changed=False, keys=0, etag="", changes=[])
     if not module.check_mode:
         client.request("DELETE", etag=etag, missing_ok=True)
-    return dict(changed=True, keys=0, etag=etag)
+    held = compared(document, ignore)
+    gone = [{"key": key, "change": "removed"} for key in sorted(held)]
+    return dict(changed=True, keys=0, etag=etag, changes=key_changes({}, held, gone))
 
 
 def op_read(module, client, ignore):
@@ -352,7 +368,7 @@ def main():
         if p["operation"] == "write":
             result = op_write(module, client, p["values"], p["method"], set(p["ignore"]))
         elif p["operation"] == "remove":
-            result = op_remove(module, client)
+            result = op_remove(module, client, set(p["ignore"]))
         else:
             result = op_read(module, client, set(p["ignore"]))
     except HTTPDocError as exc:
