@@ -172,3 +172,104 @@ def test_a_refused_value_writes_nothing_and_names_the_file(tmp_path: Path) -> No
     result = _write(tmp_path, path=str(target), format="ini", values={"k": " padded"})
     assert result["failed"] is True and result["msg"].startswith(f"{target}: ini: ")
     assert not target.exists()
+
+
+def _linked_parent(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The red team's case: the destination's folder replaced by a link to another folder,
+    which holds a file of the destination's name. (target, link, victim)"""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "app.env"
+    victim.write_text("ROOT_TOKEN=precious-victim-value\n")
+    victim.chmod(0o644)
+    (tmp_path / "srv").mkdir()
+    link = tmp_path / "srv" / "conf"
+    link.symlink_to(elsewhere)
+    return link / "app.env", link, victim
+
+
+@pytest.mark.parametrize(
+    ("operation", "check"),
+    [("write", False), ("write", True), ("remove", False), ("remove", True), ("backup", False)],
+)
+def test_a_linked_parent_folder_is_refused_and_the_other_folder_untouched(
+    tmp_path: Path, operation: str, check: bool
+) -> None:
+    target, link, victim = _linked_parent(tmp_path)
+    before = sorted(p.name for p in victim.parent.iterdir())
+    args: dict[str, Any] = {
+        "path": str(target),
+        "format": "env",
+        "values": {"ROOT_TOKEN": "attacker-chosen"},
+        "operation": operation,
+    }
+    result = run_module("kv_file", "kv_file", args, tmp_path / "work", check=check)
+    assert result["failed"] is True, result
+    assert result["msg"] == (
+        f"{link} is a symbolic link: kv_file does not write through linked folders; point "
+        f"the path at the real folder (path {target})"
+    )
+    assert "precious-victim-value" not in json.dumps(result)  # not read, so not in a diff
+    assert victim.read_text() == "ROOT_TOKEN=precious-victim-value\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert sorted(p.name for p in victim.parent.iterdir()) == before
+
+
+def test_a_link_at_any_folder_on_the_way_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    (tmp_path / "top").symlink_to(tmp_path / "real")
+    target = tmp_path / "top" / "deep" / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1})
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"{tmp_path / 'top'} is a symbolic link")
+    assert list((tmp_path / "real" / "deep").iterdir()) == []
+
+
+def test_a_dangling_link_where_a_folder_would_be_made_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "new").symlink_to(tmp_path / "planted")
+    target = tmp_path / "new" / "sub" / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1})
+    assert result["failed"] is True and result["msg"].startswith(f"{tmp_path / 'new'} is a")
+    assert not (tmp_path / "planted").exists()
+
+
+def test_a_backup_dir_through_a_link_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    target.write_text("{}\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "backups").symlink_to(tmp_path / "elsewhere")
+    args: dict[str, Any] = {
+        "path": str(target),
+        "operation": "backup",
+        "backup_dir": str(tmp_path / "backups"),
+    }
+    result = _write(tmp_path, **args)
+    assert result["failed"] is True and "is a symbolic link" in result["msg"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_missing_folders_are_made_without_links(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "app.json"
+    assert _write(tmp_path, path=str(target), values={"k": 1})["changed"] is True
+    assert json.loads(target.read_text()) == {"k": 1}
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_opened_is_not_followed(tmp_path: Path) -> None:
+    """The folder is held by its descriptor: replaced by a link to another folder after it was
+    opened, reads and writes still go to the folder that was checked."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "app.json").write_text('{"k": "checked"}')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "app.json").write_text('{"k": "victim"}')
+    place = kv.Place(str(folder / "app.json"))
+    try:
+        folder.rename(tmp_path / "moved")
+        folder.symlink_to(elsewhere)
+        assert place.read() == b'{"k": "checked"}'
+        os.unlink(place.name, dir_fd=place.fd)
+    finally:
+        place.close()
+    assert not (tmp_path / "moved" / "app.json").exists()
+    assert (elsewhere / "app.json").read_text() == '{"k": "victim"}'

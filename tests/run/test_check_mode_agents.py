@@ -29,7 +29,9 @@ from runner_agent.model.state import LocalStateStore
 from runner_agent.model.tasks import as_check, tasks_from_data
 from runner_agent.report.html import html_report
 from runner_agent.report.model import Report, Status, junit, table
+from runner_agent.run.rollback import rollback
 from runner_agent.run.runtime import RunContext, run_tasks
+from runner_agent.run.secret_keys import flat_keys
 
 OLD_SECRET = "old-Held-s3cret-91k"
 NEW_SECRET = "new-Canary-s3cret-63w"
@@ -43,6 +45,7 @@ class Endpoint:
     agent: str
     config: dict[str, Any]  # the task's config without values
     snapshot: Callable[[], Any]  # everything the endpoint holds, byte for byte where it can
+    stored: Callable[[], dict[str, Any]]  # the packet as the endpoint holds it, by flat key
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +78,29 @@ def endpoints(
     doc = uuid.uuid4().hex[:12]
     json_server.post("/configs", {"id": doc})  # json-server 0.17 has no PUT that creates
     return {
-        "kv_file": Endpoint("kv_file", {"path": str(path), "format": "json"}, file_snapshot),
+        "kv_file": Endpoint(
+            "kv_file",
+            {"path": str(path), "format": "json"},
+            file_snapshot,
+            lambda: flat_keys(json.loads(path.read_text())) if path.exists() else {},
+        ),
         "kv_etcd": Endpoint(
             "kv_etcd",
             {"endpoint": etcd.endpoint, "prefix": etcd.prefix},
             lambda: (etcd.get(), etcd.revision()),
+            etcd.get,
         ),
         "kv_redis": Endpoint(
             "kv_redis",
             {"url": redis_server.url, "key": key, "password": redis_server.password},
             lambda: redis_server.snapshot(key),
+            lambda: redis_server.client().hgetall(key),
         ),
         "kv_http": Endpoint(
             "kv_http",
             {"url": f"{json_server.base}/configs/{doc}", "ignore": ["id"]},
             json_server.stored,
+            lambda: flat_keys(json_server.get(f"/configs/{doc}") or {}),
         ),
     }
 
@@ -251,3 +262,26 @@ def test_cycle_drift_says_found_and_expected(
     text = table([cycle])
     assert '~ host: found "rogue", expected "db1"' in text
     assert '- extra: found "x", not expected' in text
+
+
+@pytest.mark.parametrize("agent", SHIPPED)
+def test_rollback_after_an_update_restores_what_the_endpoint_held(
+    agent: str, endpoints: dict[str, Endpoint], tmp_path: Path
+) -> None:
+    """The changes an agent publishes are what history keeps and rollback works from."""
+    end = endpoints[agent]
+    ctx = _ctx(tmp_path)
+    _run(ctx, end, {"host": "db1", "old": "x", "pool": {"max": "20"}})
+    held = end.stored()
+    updated = _run(ctx, end, {"host": "db2", "new": "1", "pool": {"max": "20"}})
+    assert updated.revision == 2
+
+    (back,) = rollback(f"check/{agent.replace('_', '-')}", "previous", ctx)
+
+    assert back.status is Status.SUCCESS, back.error
+    assert end.stored() == held
+    assert _by_key(back) == {
+        "host": {"key": "host", "change": "changed", "before": "db2", "after": "db1"},
+        "new": {"key": "new", "change": "removed", "before": "1"},
+        "old": {"key": "old", "change": "added", "after": "x"},
+    }
