@@ -85,6 +85,31 @@ def test_patch_leaves_other_keys_alone(json_server: JsonServer, tmp_path: Path) 
     assert json_server.get("/configs/patched") == {"id": "patched", "port": 2, "owner": "ops"}
 
 
+def test_patch_keeps_nested_keys_the_values_do_not_name(
+    json_server: JsonServer, tmp_path: Path
+) -> None:
+    """json-server replaces the top-level values a PATCH carries: the module sends each one
+    merged with what the document holds, so the document and the changes agree."""
+    json_server.post("/configs", {"id": "nested", "db": {"host": "a", "pool": 5}, "x": {"y": 1}})
+    args = {
+        "url": f"{json_server.base}/configs/nested",
+        "values": {"db": {"host": "b"}, "x": 2},
+        "method": "PATCH",
+        "ignore": ["id"],
+    }
+    result = _module(args, tmp_path)
+    assert json_server.get("/configs/nested") == {
+        "id": "nested",
+        "db": {"host": "b", "pool": 5},
+        "x": 2,
+    }
+    assert result["changes"] == [
+        {"key": "db/host", "change": "changed", "before": "a", "after": "b"},
+        {"key": "x", "change": "added", "after": 2},
+        {"key": "x/y", "change": "removed", "before": 1},
+    ]
+
+
 def test_check_mode_reports_the_changes_and_writes_nothing(
     json_server: JsonServer, tmp_path: Path
 ) -> None:

@@ -19,8 +19,9 @@ description:
   - Reads the document at O(url) with GET, compares it with O(values) by key (nesting
     flattened to V(a/b)) and writes it only when it differs.
   - With O(method=PUT) the document becomes O(values) (keys not in it are removed); with
-    O(method=PATCH) a JSON merge patch of the top-level keys that differ is sent and other keys
-    are left alone.
+    O(method=PATCH) the top-level keys that differ are sent, each whole and merged with what
+    the document holds under it (nested keys O(values) does not name are kept), and other keys
+    are left alone, whether the server merges them (RFC 7396) or replaces them.
   - When the GET answer carries an C(ETag), the write carries C(If-Match) with it, so a
     concurrent edit makes the server answer 412 and the module fail, nothing written.
   - In check mode nothing is written; RV(drift) lists the keys that differ, never their values,
@@ -202,24 +203,43 @@ def compared(document, ignore):
     return flatten(dict((k, v) for k, v in (document or {}).items() if k not in ignore))
 
 
-def plan(document, values, method, ignore):
-    """(body or None, drift): what to send to make the document hold ``values``."""
-    current = compared(document, ignore)
+def merged(base, values):
+    """``values`` laid over ``base``: mappings key by key, anything else replaces."""
+    if not isinstance(base, dict) or not isinstance(values, dict):
+        return values
+    out = dict(base)
+    for key, value in values.items():
+        out[key] = merged(base.get(key), value)
+    return out
+
+
+def outcome(document, values, method, ignore):
+    """The document as the write leaves it. PUT: ``values``, with the server's keys
+    (``ignore``) kept from the document. PATCH: ``values`` merged into the document, nested
+    mappings key by key, so a nested key the values do not name is kept."""
+    document = document or {}
     if method == "PUT":
-        changes = drift(compared(values, ignore), current,
-                        lambda a, b: canonical(a) == canonical(b))
-        if not changes:
-            return None, changes
-        body = dict((k, v) for k, v in (document or {}).items() if k in ignore)
-        body.update(values)
-        return body, changes
-    mine = compared(values, ignore)
-    changes = drift(mine, current, lambda a, b: canonical(a) == canonical(b), removed=False)
+        after = dict((k, v) for k, v in document.items() if k in ignore)
+        after.update(values)
+        return after
+    return merged(document, dict((k, v) for k, v in values.items() if k not in ignore))
+
+
+def plan(document, values, method, ignore):
+    """(body or None, drift): what to send to make the document hold ``values``, and the keys
+    that differ between the document and what the write leaves (see outcome)."""
+    document = document or {}
+    after = outcome(document, values, method, ignore)
+    changes = drift(compared(after, ignore), compared(document, ignore),
+                    lambda a, b: canonical(a) == canonical(b))
     if not changes:
         return None, changes
-    changed_tops = set(c["key"].split("/", 1)[0] for c in changes)
-    patch = dict((k, v) for k, v in values.items() if k in changed_tops or k not in document)
-    return patch, changes
+    if method == "PUT":
+        return after, changes
+    # each top-level key that differs, whole and merged: a server that replaces top-level
+    # values (json-server) and one that merges them (RFC 7396) leave the same document
+    return dict((k, after[k]) for k in after
+                if k not in document or canonical(after[k]) != canonical(document[k])), changes
 
 
 def render_state(flat):
@@ -297,17 +317,14 @@ def read_document(client, missing_ok):
 
 def op_write(module, client, values, method, ignore):
     document, etag = read_document(client, missing_ok=method == "PUT")
-    body, changes = plan(document or {}, values, method, ignore)
+    body, changes = plan(document, values, method, ignore)
     if body is not None and not module.check_mode:
         client.request(method, body, etag=etag)
+    before = compared(document, ignore)
+    after = compared(outcome(document, values, method, ignore), ignore)
     result = dict(changed=body is not None, keys=len(flatten(values)), drift=changes,
-                  changes=key_changes(compared(values, ignore), compared(document, ignore),
-                                      changes),
-                  etag=etag)
+                  changes=key_changes(after, before, changes), etag=etag)
     if module._diff:
-        before = compared(document, ignore)
-        after = compared(values, ignore) if method == "PUT" else dict(before, **compared(
-            values, ignore))
         result["diff"] = dict(before_header=client.url, after_header=client.url,
                               before=render_state(before), after=render_state(after))
     return result
