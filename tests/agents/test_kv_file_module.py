@@ -301,7 +301,7 @@ def test_module_fails_cleanly_where_the_system_refuses(tmp_path: Path, operation
         assert result.get("failed") is not True and result["changed"] is False
         return
     assert result["failed"] is True and "Traceback" not in json.dumps(result)
-    assert result["msg"] == f"{blocker} is not a folder (path {target})"
+    assert result["msg"] == f"{target}: Not a directory"
 
 
 def test_module_says_which_file_it_could_not_write(tmp_path: Path) -> None:

@@ -23,10 +23,12 @@ description:
     random name and permissions 0600, flushed to disk, given its attributes, then renamed over
     O(path). A new file without O(mode) stays 0600, because values may hold secrets.
   - A O(path) that is a symbolic link is refused, whatever the operation; nothing is written.
-  - So is a O(path) with a symbolic link at any folder on the way to it, and such a
-    O(backup_dir). Folders are opened one at a time from C(/) without following links, and
-    the file is read, written, renamed and removed relative to its folder's descriptor, so a
-    folder replaced by a link meanwhile cannot redirect a read or a write.
+  - So is a O(path) (or a O(backup_dir)) with a symbolic link on the way that someone other
+    than root and the user running the module could have put there, that is a link in a
+    folder others can write (not sticky), or a link or folder owned by another user. Folders
+    are opened one at a time from C(/) without following links (a trusted link's target is
+    walked the same way), and the file is read, written, renamed and removed relative to its
+    folder's descriptor, so a folder replaced by a link meanwhile cannot redirect a write.
   - O(path) is taken as it is written (no C($VAR) or C(~) expansion) and must be absolute.
   - Values a format cannot hold so that they read back the same are refused before anything
     is written (nested values in ini and env, surrounding spaces in ini, control characters in
@@ -653,18 +655,28 @@ def backup_name(path, backup_dir=None, now=None):
 
 
 class UnsafeFolder(Exception):
-    """A folder on the way to a path is a symbolic link, or not a folder."""
+    """A folder on the way to a path is a link someone else could have put there, or not a
+    folder."""
 
 
 class NotAFolder(UnsafeFolder):
     """Something other than a folder (a file) is where a folder on the way should be."""
 
 
+class _Link(Exception):
+    """The name is a symbolic link (the walk decides whether to follow it)."""
+
+    def __init__(self, info):
+        Exception.__init__(self)
+        self.info = info
+
+
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40  # the kernel's MAXSYMLINKS: more links than this on one path is a loop
 
 
 def _open_child(fd, name, walked):
-    """A descriptor of the folder ``name`` in the folder ``fd``, never through a link."""
+    """A descriptor of the folder ``name`` in the folder ``fd``; never through a link (_Link)."""
     try:
         return os.open(name, DIR_FLAGS, dir_fd=fd)
     except OSError as exc:
@@ -672,39 +684,80 @@ def _open_child(fd, name, walked):
             raise
     info = os.stat(name, dir_fd=fd, follow_symlinks=False)
     if stat.S_ISLNK(info.st_mode):
-        raise UnsafeFolder("%s is a symbolic link: kv_file does not write through linked "
-                           "folders; point the path at the real folder" % walked)
+        raise _Link(info)
     raise NotAFolder("%s is not a folder" % walked)
+
+
+def trusted_link(link, folder, uid=None):
+    """Whether nobody but root and the user running the module could have put the link (stat
+    ``link``) in the folder (stat ``folder``) or replaced something by it: both belong to one
+    of them, and the folder is writable by no one else, or sticky (others cannot rename or
+    remove what is not theirs in it). The rule of OpenSSH's StrictModes and of Linux's
+    fs.protected_symlinks, applied to every folder on the way."""
+    mine = (0, os.geteuid() if uid is None else uid)
+    if link.st_uid not in mine or folder.st_uid not in mine:
+        return False
+    shared = folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return not shared or bool(folder.st_mode & stat.S_ISVTX)
 
 
 def open_folder(folder, create=False):
     """A descriptor of the absolute, normalised ``folder``, opened from / one folder at a time
-    without following links, so no folder on the way may be one (UnsafeFolder names it).
-    Missing folders are made when ``create`` (mode 0777 less the umask, as os.makedirs);
-    otherwise a missing folder, or a file where one should be, gives None (nothing there)."""
+    with O_NOFOLLOW. A symbolic link on the way is followed only when trusted_link (its
+    target is walked the same way); any other is refused (UnsafeFolder names it), so a folder
+    someone else can write cannot send the file elsewhere. Missing folders are made when
+    ``create`` (mode 0777 less the umask, as os.makedirs); otherwise a missing folder, or a
+    file where one should be, gives None (nothing there)."""
     fd = os.open("/", DIR_FLAGS)
     walked = "/"
+    parts = [part for part in folder.split("/") if part]
+    links = 0
     try:
-        for name in [part for part in folder.split("/") if part]:
-            walked = os.path.join(walked, name)
+        while parts:
+            name = parts.pop(0)
+            if name in (".", ".."):  # only in a link's target
+                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                walked = os.path.dirname(walked) if name == ".." else walked
+                os.close(fd)
+                fd = child
+                continue
+            here = os.path.join(walked, name)
             try:
-                child = _open_child(fd, name, walked)
+                try:
+                    child = _open_child(fd, name, here)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    try:
+                        os.mkdir(name, 0o777, dir_fd=fd)
+                    except FileExistsError:  # made meanwhile: opened and checked below
+                        pass
+                    child = _open_child(fd, name, here)
             except NotAFolder:
                 if create:
                     raise
                 os.close(fd)
                 return None
-            except FileNotFoundError:
-                if not create:
+            except _Link as link:
+                if not trusted_link(link.info, os.fstat(fd)):
+                    raise UnsafeFolder(
+                        "%s is a symbolic link in a folder others can write (or theirs): "
+                        "kv_file does not write through it; point the path at the real "
+                        "folder" % here)
+                links += 1
+                if links > MAX_LINKS:
+                    raise UnsafeFolder("%s: too many symbolic links on the way" % here)
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith("/"):
                     os.close(fd)
-                    return None
-                try:
-                    os.mkdir(name, 0o777, dir_fd=fd)
-                except FileExistsError:  # made meanwhile: opened and checked below
-                    pass
-                child = _open_child(fd, name, walked)
+                    fd = os.open("/", DIR_FLAGS)
+                    walked = "/"
+                parts = [part for part in target.split("/") if part] + parts
+                continue
             os.close(fd)
             fd = child
+            walked = here
     except BaseException:
         os.close(fd)
         raise
@@ -949,6 +1002,8 @@ def main():
             result = op_remove(module, path, p["format"])
         else:
             result = op_backup(module, path, p["backup_dir"])
+    except NotAFolder:  # a file where a folder on the way should be: nothing written
+        module.fail_json(msg="%s: Not a directory" % path, path=path)
     except UnsafeFolder as exc:  # nothing was read or written
         module.fail_json(msg="%s (path %s)" % (exc, path), path=path)
     except OSError as exc:  # permission denied, not a directory, disk full...
