@@ -344,9 +344,13 @@ class RedisServer:
     password: str | None
     process: subprocess.Popen[bytes]
     folder: Path
+    tls: Certificates | None = None
 
-    def client(self, user: str | None = None, password: str | None = None, db: int = 0) -> Any:
-        """A redis-py client (an independent check of what the agent wrote)."""
+    def client(
+        self, user: str | None = None, password: str | None = None, db: int = 0, decode: bool = True
+    ) -> Any:
+        """A redis-py client (an independent check of what the agent wrote); over TLS, trusting
+        the test CA, when the server listens with TLS only."""
         import redis
 
         return redis.Redis(
@@ -355,9 +359,17 @@ class RedisServer:
             db=db,
             username=user,
             password=password if user else (password or self.password),
-            decode_responses=True,
+            decode_responses=decode,
             socket_timeout=5,
+            ssl=self.tls is not None,
+            ssl_ca_certs=str(self.tls.ca) if self.tls else None,
         )
+
+    def snapshot(self, key: str) -> tuple[Any, ...]:
+        """What the server holds under ``key``, byte for byte: DUMP's serialisation, the
+        fields as bytes, the type and the time to live. Equal snapshots mean nothing changed."""
+        with self.client(decode=False) as plain:
+            return plain.dump(key), plain.hgetall(key), plain.type(key), plain.pttl(key)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -371,18 +383,36 @@ class RedisServer:
 
 
 def start_redis(
-    password: str | None = None, users: tuple[str, ...] = (), timeout: float = 20
+    password: str | None = None,
+    users: tuple[str, ...] = (),
+    timeout: float = 20,
+    tls: Certificates | None = None,
 ) -> RedisServer:
     """Start Debian's redis-server on a free port with no persistence. ``password`` becomes the
     default user's (requirepass); each of ``users`` is an ACL rule line ("name on >pw ~* +@read",
-    https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/)."""
+    https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/). With ``tls``
+    the port speaks TLS only (``port 0``, ``tls-port``; the URL is rediss://) with the server
+    certificate signed by the test CA, and clients need no certificate (``tls-auth-clients no``;
+    redis.conf's TLS section, https://redis.io/docs/latest/operate/oss_and_stack/management/security/encryption/)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(binary).is_file():
         raise RuntimeError("redis-server is not installed: `make setup` installs Debian's package")
     folder = Path(tempfile.mkdtemp(prefix="runner-agent-redis-"))
     port = free_port()
+    listen = (
+        [
+            "port 0",
+            f"tls-port {port}",
+            f"tls-cert-file {tls.server_cert}",
+            f"tls-key-file {tls.server_key}",
+            f"tls-ca-cert-file {tls.ca}",
+            "tls-auth-clients no",
+        ]
+        if tls
+        else [f"port {port}"]
+    )
     lines = [
-        f"port {port}",
+        *listen,
         "bind 127.0.0.1",
         f"dir {folder}",
         'save ""',
@@ -399,11 +429,15 @@ def start_redis(
         process = subprocess.Popen(
             [binary, str(config)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, password, process, folder)
+    scheme = "rediss" if tls else "redis"
+    server = RedisServer(f"{scheme}://127.0.0.1:{port}/0", port, password, process, folder, tls)
+    context = ssl.create_default_context(cafile=str(tls.ca)) if tls else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            plain = socket.create_connection(("127.0.0.1", port), timeout=1)
+            sock = context.wrap_socket(plain, server_hostname="127.0.0.1") if context else plain
+            with sock:
                 sock.sendall(b"PING\r\n")
                 if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                     return server
@@ -435,6 +469,19 @@ class JsonServer:
             if exc.code == 404:
                 return None
             raise
+
+    def stored(self, timeout: float = 10) -> bytes:
+        """db.json byte for byte, once it holds what the server serves (json-server writes it
+        after answering): comparing two of these compares the server's whole store."""
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = (self.folder / "db.json").read_bytes()
+            with contextlib.suppress(ValueError):
+                if json.loads(raw) == self.get("/db"):
+                    return raw
+            if time.monotonic() > deadline:
+                raise AssertionError("json-server's db.json does not match what it serves")
+            time.sleep(0.05)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(

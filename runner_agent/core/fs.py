@@ -27,6 +27,7 @@ __all__ = [
     "PRIVATE",
     "PUBLIC",
     "UnsafePath",
+    "check_lockable",
     "check_writable",
     "lock_file",
     "read_text",
@@ -91,6 +92,13 @@ def check_writable(path: Path) -> None:
     _refuse_non_regular(path, "write")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise UnsafePath(path, f"cannot write: {path.parent} is not writable")
+
+
+def check_lockable(path: Path) -> None:
+    """Raise :class:`UnsafePath` when :func:`lock_file` would refuse ``path`` (a link, a
+    folder or anything but a regular file is there), so a run can stop before it starts.
+    Creates nothing; a missing lock file is fine."""
+    _refuse_non_regular(Path(path), "lock")
 
 
 def write_bytes(path: Path, data: bytes, *, mode: int = PRIVATE) -> None:

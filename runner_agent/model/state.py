@@ -117,6 +117,10 @@ class StateStore(ABC):
         """Raise when the store can be seen, before a run, not to take a write."""
         return None
 
+    def check_lock(self, identity: str) -> None:
+        """Raise when the identity's lock can be seen, before a run, not to be takeable."""
+        return None
+
     @contextlib.contextmanager
     def lock(self, identity: str, command: str, wait: bool = False) -> Iterator[None]:
         """Hold the identity for ``command``; raises LockedError when another run holds it,
@@ -138,6 +142,10 @@ class LocalStateStore(StateStore):
     def check_writable(self) -> None:
         """Raises UnsafePath when the folder cannot be made or written."""
         fs.check_writable(self.root / ".runner-agent")
+
+    def check_lock(self, identity: str) -> None:
+        """Raises UnsafePath when a link or anything but a regular file is at the lock."""
+        fs.check_lockable(self._path(identity, ".lock"))
 
     def _path(self, identity: str, suffix: str) -> Path:
         # the identity rule (lower-case segments, no "..", no leading "/") keeps every

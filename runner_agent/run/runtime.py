@@ -113,10 +113,13 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
 
 def check_states(tasks: Sequence[Task], store: StateStore) -> None:
     """Read the state document of every identity the tasks run or read outputs from, so a
-    damaged, linked or foreign one stops the run before anything runs. Raises
-    UnreadableState (exit 2), or UnsafePath when the store cannot be written; a store that
-    cannot answer is left to each task to report."""
+    damaged, linked or foreign one stops the run before anything runs; the same for a link
+    at the lock of an identity a task runs. Raises UnreadableState (exit 2), or UnsafePath
+    (exit 2) when the store cannot be written or a lock taken; a store that cannot answer is
+    left to each task to report."""
     store.check_writable()
+    for identity in dict.fromkeys(t.identity for t in tasks):
+        store.check_lock(identity)
     for identity in dict.fromkeys(i for t in tasks for i in (t.identity, *t.outputs_from)):
         try:
             store.read(identity)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from endpoints import Certificates
 
 
 @dataclass
@@ -119,10 +122,18 @@ def _handler(service: ConfigService) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def config_service(token: str) -> Iterator[ConfigService]:
+def config_service(token: str, tls: Certificates | None = None) -> Iterator[ConfigService]:
+    """The service on a free port of 127.0.0.1; with ``tls``, over https only, with the server
+    certificate signed by the test CA (no client certificate asked)."""
     service = ConfigService("", token)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
-    service.base = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    service.base = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -172,3 +172,174 @@ def test_a_refused_value_writes_nothing_and_names_the_file(tmp_path: Path) -> No
     result = _write(tmp_path, path=str(target), format="ini", values={"k": " padded"})
     assert result["failed"] is True and result["msg"].startswith(f"{target}: ini: ")
     assert not target.exists()
+
+
+def _linked_parent(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The red team's case: the destination's folder replaced by a link to another folder,
+    which holds a file of the destination's name, in a folder others can write (the only
+    place another user can make that swap). (target, link, victim)"""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "app.env"
+    victim.write_text("ROOT_TOKEN=precious-victim-value\n")
+    victim.chmod(0o644)
+    shared = tmp_path / "srv"
+    shared.mkdir()
+    shared.chmod(0o777)  # writable by others, not sticky
+    link = shared / "conf"
+    link.symlink_to(elsewhere)
+    return link / "app.env", link, victim
+
+
+def _refused(link: Path, target: Path) -> str:
+    return (
+        f"{link} is a symbolic link in a folder others can write (or theirs): kv_file does not "
+        f"write through it; point the path at the real folder (path {target})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("operation", "check"),
+    [("write", False), ("write", True), ("remove", False), ("remove", True), ("backup", False)],
+)
+def test_a_linked_parent_folder_is_refused_and_the_other_folder_untouched(
+    tmp_path: Path, operation: str, check: bool
+) -> None:
+    target, link, victim = _linked_parent(tmp_path)
+    before = sorted(p.name for p in victim.parent.iterdir())
+    args: dict[str, Any] = {
+        "path": str(target),
+        "format": "env",
+        "values": {"ROOT_TOKEN": "attacker-chosen"},
+        "operation": operation,
+    }
+    result = run_module("kv_file", "kv_file", args, tmp_path / "work", check=check)
+    assert result["failed"] is True, result
+    assert result["msg"] == _refused(link, target)
+    assert "precious-victim-value" not in json.dumps(result)  # not read, so not in a diff
+    assert victim.read_text() == "ROOT_TOKEN=precious-victim-value\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert sorted(p.name for p in victim.parent.iterdir()) == before
+
+
+def test_a_link_higher_up_in_a_shared_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real" / "deep").mkdir(parents=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "top").symlink_to(tmp_path / "real")
+    target = shared / "top" / "deep" / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1})
+    assert result["failed"] is True and result["msg"] == _refused(shared / "top", target)
+    assert list((tmp_path / "real" / "deep").iterdir()) == []
+
+
+def test_a_trusted_link_that_leads_through_a_shared_one_is_refused(tmp_path: Path) -> None:
+    """A trusted link's target is walked with the same rule."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (tmp_path / "elsewhere").mkdir()
+    (shared / "conf").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "etc").symlink_to(shared)  # made by this user in its own folder: trusted
+    target = tmp_path / "etc" / "conf" / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1})
+    assert result["failed"] is True and "is a symbolic link in a folder others" in result["msg"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("sticky", [False, True])
+def test_a_link_only_this_user_or_root_could_make_is_followed(tmp_path: Path, sticky: bool) -> None:
+    """An operator's own link (/etc/acme -> /opt/acme/etc), in a folder no one else can
+    write, or in a sticky one where no one else can replace it, is followed; a relative target
+    with .. too."""
+    (tmp_path / "opt" / "acme" / "etc").mkdir(parents=True)
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    folder.chmod(0o1777 if sticky else 0o755)
+    (folder / "acme").symlink_to("../opt/acme/etc")
+    target = folder / "acme" / "app.json"
+    assert _write(tmp_path, path=str(target), values={"k": 1})["changed"] is True
+    assert json.loads((tmp_path / "opt" / "acme" / "etc" / "app.json").read_text()) == {"k": 1}
+    assert (folder / "acme").is_symlink()
+
+
+def _stat(uid: int, mode: int) -> os.stat_result:
+    return os.stat_result((mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("link_uid", "folder_uid", "folder_mode", "trusted"),
+    [
+        (0, 0, 0o755, True),  # root's link in root's folder (/var/run -> /run)
+        (1000, 1000, 0o700, True),  # the module's user's own
+        (0, 1000, 0o755, True),
+        (2000, 0, 0o1777, False),  # another user's link in /tmp
+        (1000, 0, 0o1777, True),  # the module's user's link in /tmp: no one else can replace it
+        (1000, 2000, 0o755, False),  # a folder another user owns (and can rewrite)
+        (1000, 1000, 0o775, False),  # group-writable
+        (0, 0, 0o777, False),  # world-writable, not sticky: anyone can swap the entry
+    ],
+)
+def test_a_link_is_trusted_only_where_no_one_else_could_have_put_it(
+    link_uid: int, folder_uid: int, folder_mode: int, trusted: bool
+) -> None:
+    link = _stat(link_uid, stat.S_IFLNK | 0o777)
+    folder = _stat(folder_uid, stat.S_IFDIR | folder_mode)
+    assert kv.trusted_link(link, folder, uid=1000) is trusted
+
+
+def test_a_dangling_link_where_a_folder_would_be_made_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "new").symlink_to(tmp_path / "planted")
+    target = shared / "new" / "sub" / "app.json"
+    result = _write(tmp_path, path=str(target), values={"k": 1})
+    assert result["failed"] is True and result["msg"].startswith(f"{shared / 'new'} is a")
+    assert not (tmp_path / "planted").exists()
+
+
+def test_a_backup_dir_through_a_shared_link_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "app.json"
+    target.write_text("{}\n")
+    (tmp_path / "elsewhere").mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "backups").symlink_to(tmp_path / "elsewhere")
+    args: dict[str, Any] = {
+        "path": str(target),
+        "operation": "backup",
+        "backup_dir": str(shared / "backups"),
+    }
+    result = _write(tmp_path, **args)
+    assert result["failed"] is True and "is a symbolic link" in result["msg"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_missing_folders_are_made_without_links(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "app.json"
+    assert _write(tmp_path, path=str(target), values={"k": 1})["changed"] is True
+    assert json.loads(target.read_text()) == {"k": 1}
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_opened_is_not_followed(tmp_path: Path) -> None:
+    """The folder is held by its descriptor: replaced by a link to another folder after it was
+    opened, reads and writes still go to the folder that was checked."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    (folder / "app.json").write_text('{"k": "checked"}')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "app.json").write_text('{"k": "victim"}')
+    place = kv.Place(str(folder / "app.json"))
+    try:
+        folder.rename(tmp_path / "moved")
+        folder.symlink_to(elsewhere)
+        assert place.read() == b'{"k": "checked"}'
+        os.unlink(place.name, dir_fd=place.fd)
+    finally:
+        place.close()
+    assert not (tmp_path / "moved" / "app.json").exists()
+    assert (elsewhere / "app.json").read_text() == '{"k": "victim"}'

@@ -85,22 +85,101 @@ def test_patch_leaves_other_keys_alone(json_server: JsonServer, tmp_path: Path) 
     assert json_server.get("/configs/patched") == {"id": "patched", "port": 2, "owner": "ops"}
 
 
-def test_check_mode_reports_drift_and_writes_nothing(
+def test_patch_keeps_nested_keys_the_values_do_not_name(
     json_server: JsonServer, tmp_path: Path
 ) -> None:
-    json_server.post("/configs", {"id": "dry", "port": 1})
-    args = {"url": f"{json_server.base}/configs/dry", "values": {"port": 2}, "ignore": ["id"]}
+    """json-server replaces the top-level values a PATCH carries: the module sends each one
+    merged with what the document holds, so the document and the changes agree."""
+    json_server.post("/configs", {"id": "nested", "db": {"host": "a", "pool": 5}, "x": {"y": 1}})
+    args = {
+        "url": f"{json_server.base}/configs/nested",
+        "values": {"db": {"host": "b"}, "x": 2},
+        "method": "PATCH",
+        "ignore": ["id"],
+    }
+    result = _module(args, tmp_path)
+    assert json_server.get("/configs/nested") == {
+        "id": "nested",
+        "db": {"host": "b", "pool": 5},
+        "x": 2,
+    }
+    assert result["changes"] == [
+        {"key": "db/host", "change": "changed", "before": "a", "after": "b"},
+        {"key": "x", "change": "added", "after": 2},
+        {"key": "x/y", "change": "removed", "before": 1},
+    ]
+
+
+def test_check_mode_reports_the_changes_and_writes_nothing(
+    json_server: JsonServer, tmp_path: Path
+) -> None:
+    json_server.post("/configs", {"id": "dry", "port": 1, "db": {"host": "a"}, "gone": [1]})
+    before = json_server.stored()
+    args = {
+        "url": f"{json_server.base}/configs/dry",
+        "values": {"port": 2, "db": {"host": "a", "pool": 5}},
+        "ignore": ["id"],
+    }
     result = _module(args, tmp_path, check=True)
-    assert result["drift"] == [{"key": "port", "change": "changed"}]
-    assert json_server.get("/configs/dry") == {"id": "dry", "port": 1}
+    assert result["drift"] == [
+        {"key": "db/pool", "change": "added"},
+        {"key": "gone", "change": "removed"},
+        {"key": "port", "change": "changed"},
+    ]
+    assert result["changes"] == [
+        {"key": "db/pool", "change": "added", "after": 5},
+        {"key": "gone", "change": "removed", "before": [1]},
+        {"key": "port", "change": "changed", "before": 1, "after": 2},
+    ]
+    assert json_server.get("/configs/dry") == {
+        "id": "dry", "port": 1, "db": {"host": "a"}, "gone": [1]
+    }  # fmt: skip
+    assert json_server.stored() == before  # json-server's whole store, byte for byte
+
+
+def test_check_mode_of_remove_lists_the_document_and_deletes_nothing(
+    json_server: JsonServer, tmp_path: Path
+) -> None:
+    json_server.post("/configs", {"id": "dry-rm", "port": 1, "db": {"host": "a"}})
+    before = json_server.stored()
+    url = f"{json_server.base}/configs/dry-rm"
+    result = _module({"url": url, "operation": "remove", "ignore": ["id"]}, tmp_path, check=True)
+    assert result["changed"] is True
+    assert result["changes"] == [  # the server's own "id" (ignore) is not the packet's
+        {"key": "db/host", "change": "removed", "before": "a"},
+        {"key": "port", "change": "removed", "before": 1},
+    ]
+    assert json_server.stored() == before
+
+
+def test_patch_lists_only_the_keys_it_sets(json_server: JsonServer, tmp_path: Path) -> None:
+    json_server.post("/configs", {"id": "p2", "port": 1, "owner": "ops"})
+    args = {
+        "url": f"{json_server.base}/configs/p2",
+        "values": {"port": 2, "new": True},
+        "method": "PATCH",
+        "ignore": ["id"],
+    }
+    result = _module(args, tmp_path)
+    assert result["changes"] == [
+        {"key": "new", "change": "added", "after": True},
+        {"key": "port", "change": "changed", "before": 1, "after": 2},
+    ]
+    assert json_server.get("/configs/p2") == {"id": "p2", "port": 2, "owner": "ops", "new": True}
 
 
 def test_remove_deletes_the_document(json_server: JsonServer, tmp_path: Path) -> None:
     json_server.post("/configs", {"id": "gone", "port": 1})
     url = f"{json_server.base}/configs/gone"
-    assert _module({"url": url, "operation": "remove"}, tmp_path)["changed"] is True
+    removed = _module({"url": url, "operation": "remove"}, tmp_path)
+    assert removed["changed"] is True
+    assert removed["changes"] == [
+        {"key": "id", "change": "removed", "before": "gone"},
+        {"key": "port", "change": "removed", "before": 1},
+    ]
     assert json_server.get("/configs/gone") is None
-    assert _module({"url": url, "operation": "remove"}, tmp_path)["changed"] is False
+    again = _module({"url": url, "operation": "remove"}, tmp_path)
+    assert again["changed"] is False and again["changes"] == []
 
 
 def test_a_missing_document_for_patch_is_a_clear_failure(
@@ -199,14 +278,20 @@ def test_role_lifecycle_keeps_the_token_out_of_results(
     config = {"url": service.base + "/svc", "token": TOKEN, "values": {"port": 2}}
     update = run_role("kv_http", "update", config, tmp_path / "update")
     assert service.documents["/svc"] == {"port": 2}
+    assert update.custom["runner_agent_changes"] == {
+        "localhost": [{"key": "port", "change": "changed", "before": 1, "after": 2}]
+    }
     service.documents["/svc"] = {"port": 3}
     cycle = run_role("kv_http", "cycle", config, tmp_path / "cycle", check=True, diff=True)
     assert cycle.custom["runner_agent_drift"] == {
-        "localhost": [{"key": "port", "change": "changed"}]
+        "localhost": [{"key": "port", "change": "changed", "before": 3, "after": 2}]
     }
     export = run_role("kv_http", "export", config, tmp_path / "export")
     assert export.custom["values"] == {"port": 3}
-    run_role("kv_http", "uninstall", config, tmp_path / "uninstall")
+    gone = run_role("kv_http", "uninstall", config, tmp_path / "uninstall")
+    assert gone.custom["runner_agent_changes"] == {
+        "localhost": [{"key": "port", "change": "removed", "before": 3}]
+    }
     assert "/svc" not in service.documents
     for run in (update, cycle, export):
         assert TOKEN not in run.output + json.dumps(run.results) + json.dumps(run.custom)

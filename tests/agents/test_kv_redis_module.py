@@ -114,21 +114,47 @@ def test_only_differing_fields_are_written_and_others_pruned(
         {"key": "gone", "change": "removed"},
         {"key": "old", "change": "changed"},
     ]
+    assert result["changes"] == [
+        {"key": "gone", "change": "removed", "before": "y"},
+        {"key": "old", "change": "changed", "before": "x", "after": "new"},
+    ]
     assert redis_server.client().hgetall(key) == {"keep": "1", "old": "new"}
 
 
-def test_check_mode_reports_drift_and_writes_nothing(
+def test_check_mode_reports_the_changes_and_writes_nothing(
     redis_server: RedisServer, key: str, tmp_path: Path
 ) -> None:
-    redis_server.client().hset(key, "a", "1")
-    args = _args(redis_server, key, values={"a": 2, "b": 3})
+    redis_server.client().hset(key, mapping={"a": "1", "gone": "x", "same": "s"})
+    before = redis_server.snapshot(key)
+    args = _args(redis_server, key, values={"a": 2, "b": {"c": 3}, "same": "s"})
     result = run_module("kv_redis", "kv_redis", args, tmp_path, check=True)
-    assert result["changed"] is True
+    assert result["changed"] is True and result["deleted"] == 0
     assert result["drift"] == [
         {"key": "a", "change": "changed"},
-        {"key": "b", "change": "added"},
+        {"key": "b/c", "change": "added"},
+        {"key": "gone", "change": "removed"},
     ]
-    assert redis_server.client().hgetall(key) == {"a": "1"}
+    assert result["changes"] == [
+        {"key": "a", "change": "changed", "before": "1", "after": "2"},
+        {"key": "b/c", "change": "added", "after": "3"},
+        {"key": "gone", "change": "removed", "before": "x"},
+    ]
+    assert redis_server.snapshot(key) == before
+
+
+def test_check_mode_of_remove_lists_every_field_and_deletes_nothing(
+    redis_server: RedisServer, key: str, tmp_path: Path
+) -> None:
+    redis_server.client().hset(key, mapping={"a": "1", "b/c": "2"})
+    before = redis_server.snapshot(key)
+    args = _args(redis_server, key, operation="remove")
+    result = run_module("kv_redis", "kv_redis", args, tmp_path, check=True)
+    assert result["changed"] is True and result["deleted"] == 1
+    assert result["changes"] == [
+        {"key": "a", "change": "removed", "before": "1"},
+        {"key": "b/c", "change": "removed", "before": "2"},
+    ]
+    assert redis_server.snapshot(key) == before
 
 
 def test_remove_deletes_the_hash(redis_server: RedisServer, key: str, tmp_path: Path) -> None:
@@ -137,7 +163,38 @@ def test_remove_deletes_the_hash(redis_server: RedisServer, key: str, tmp_path: 
         "kv_redis", "kv_redis", _args(redis_server, key, operation="remove"), tmp_path
     )
     assert result["changed"] is True and result["deleted"] == 1
+    assert result["changes"] == [{"key": "a", "change": "removed", "before": "1"}]
     assert redis_server.client().exists(key) == 0
+    again = run_module(
+        "kv_redis", "kv_redis", _args(redis_server, key, operation="remove"), tmp_path
+    )
+    assert again["changed"] is False and again["changes"] == [] and again["deleted"] == 0
+
+
+def test_remove_refuses_a_key_that_is_not_a_hash(
+    redis_server: RedisServer, key: str, tmp_path: Path
+) -> None:
+    redis_server.client().set(key, "someone else's string")
+    result = run_module(
+        "kv_redis", "kv_redis", _args(redis_server, key, operation="remove"), tmp_path
+    )
+    assert result["failed"] is True and "WRONGTYPE" in result["msg"]
+    assert redis_server.client().get(key) == "someone else's string"
+
+
+def test_a_change_between_read_and_delete_aborts_the_delete(
+    redis_server: RedisServer, key: str
+) -> None:
+    redis_server.client().hset(key, "a", "1")
+    client = kv.Client(redis_server.url, 5, None, None, PASSWORD)
+    try:
+        assert client.read(key, watch=True) == {"a": "1"}
+        redis_server.client().hset(key, "b", "added meanwhile")
+        with pytest.raises(kv.RedisError, match="changed while it was being written"):
+            client.delete(key)
+    finally:
+        client.close()
+    assert redis_server.client().hgetall(key) == {"a": "1", "b": "added meanwhile"}
 
 
 def test_read_returns_the_fields(redis_server: RedisServer, key: str, tmp_path: Path) -> None:
@@ -211,10 +268,18 @@ def test_role_lifecycle_with_the_password_kept_out_of_results(
     assert install.custom["key"] == key and install.custom["keys"] == 1
     redis_server.client().hset(key, "a", "edited")
     cycle = run_role("kv_redis", "cycle", config, tmp_path / "cycle", check=True, diff=True)
-    assert cycle.custom["runner_agent_drift"] == {"localhost": [{"key": "a", "change": "changed"}]}
+    assert install.custom["runner_agent_changes"] == {
+        "localhost": [{"key": "a", "change": "added", "after": "1"}]
+    }
+    assert cycle.custom["runner_agent_drift"] == {
+        "localhost": [{"key": "a", "change": "changed", "before": "edited", "after": "1"}]
+    }
     export = run_role("kv_redis", "export", config, tmp_path / "export")
     assert export.custom["values"] == {"a": "edited"}
-    run_role("kv_redis", "uninstall", config, tmp_path / "uninstall")
+    gone = run_role("kv_redis", "uninstall", config, tmp_path / "uninstall")
+    assert gone.custom["runner_agent_changes"] == {
+        "localhost": [{"key": "a", "change": "removed", "before": "edited"}]
+    }
     assert redis_server.client().exists(key) == 0
     for run in (install, cycle, export):
         assert PASSWORD not in run.output + json.dumps(run.results) + json.dumps(run.custom)

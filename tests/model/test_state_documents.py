@@ -173,3 +173,33 @@ def test_state_shows_a_document_s_control_and_bidi_characters_escaped(
     assert not any(ch in out for ch in "\x1b\x07\u202e")
     assert out.count("\n") == 3  # two lines and one output: no line of the document's own
     assert "\\x1b]0;owned\\x07" in out
+
+
+@pytest.mark.parametrize("planted", ["link", "dangling link", "folder"])
+def test_run_with_a_link_at_a_lock_exits_2_naming_it_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], planted: str
+) -> None:
+    """The red team's case: a link planted at the second task's lock file. Found when the
+    lock was taken, it was a task in error (exit 1) after the first task had run."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock = tmp_path / "state" / "cli" / "second.lock"
+    lock.parent.mkdir(parents=True)
+    if planted == "link":
+        lock.symlink_to(victim)
+    elif planted == "dangling link":
+        lock.symlink_to(tmp_path / "nowhere")
+    else:
+        lock.mkdir()
+    tasks = _write_tasks(tmp_path / "t.yml", "cli/first", "cli/second")
+    report = tmp_path / "out" / "report.json"
+    argv = ["run", str(tasks), "--local", "--state-dir", str(tmp_path / "state")]
+    code = main([*argv, "--agents-path", str(FIXTURE_AGENTS), "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert str(lock) in err and "Traceback" not in err
+    assert ("symbolic link" if "link" in planted else "not a regular file") in err
+    assert not (tmp_path / "state" / "cli" / "first.json").exists()  # the first did not run
+    assert not (tmp_path / "state" / "cli" / "first.lock").exists()
+    assert not report.exists() and not (tmp_path / "nowhere").exists()
+    assert victim.read_text() == "precious"

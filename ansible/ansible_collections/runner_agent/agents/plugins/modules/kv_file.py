@@ -23,6 +23,12 @@ description:
     random name and permissions 0600, flushed to disk, given its attributes, then renamed over
     O(path). A new file without O(mode) stays 0600, because values may hold secrets.
   - A O(path) that is a symbolic link is refused, whatever the operation; nothing is written.
+  - So is a O(path) (or a O(backup_dir)) with a symbolic link on the way that someone other
+    than root and the user running the module could have put there, that is a link in a
+    folder others can write (not sticky), or a link or folder owned by another user. Folders
+    are opened one at a time from C(/) without following links (a trusted link's target is
+    walked the same way), and the file is read, written, renamed and removed relative to its
+    folder's descriptor, so a folder replaced by a link meanwhile cannot redirect a write.
   - O(path) is taken as it is written (no C($VAR) or C(~) expansion) and must be absolute.
   - Values a format cannot hold so that they read back the same are refused before anything
     is written (nested values in ini and env, surrounding spaces in ini, control characters in
@@ -139,14 +145,15 @@ backup_path:
 """
 
 import datetime
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runner_agent.agents.plugins.module_utils.kv import (
@@ -647,23 +654,168 @@ def backup_name(path, backup_dir=None, now=None):
     return candidate
 
 
-def read_bytes(path):
+class UnsafeFolder(Exception):
+    """A folder on the way to a path is a link someone else could have put there, or not a
+    folder."""
+
+
+class NotAFolder(UnsafeFolder):
+    """Something other than a folder (a file) is where a folder on the way should be."""
+
+
+class _Link(Exception):
+    """The name is a symbolic link (the walk decides whether to follow it)."""
+
+    def __init__(self, info):
+        Exception.__init__(self)
+        self.info = info
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40  # the kernel's MAXSYMLINKS: more links than this on one path is a loop
+
+
+def _open_child(fd, name, walked):
+    """A descriptor of the folder ``name`` in the folder ``fd``; never through a link (_Link)."""
     try:
-        with open(path, "rb") as handle:
+        return os.open(name, DIR_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        raise _Link(info)
+    raise NotAFolder("%s is not a folder" % walked)
+
+
+def trusted_link(link, folder, uid=None):
+    """Whether nobody but root and the user running the module could have put the link (stat
+    ``link``) in the folder (stat ``folder``) or replaced something by it: both belong to one
+    of them, and the folder is writable by no one else, or sticky (others cannot rename or
+    remove what is not theirs in it). The rule of OpenSSH's StrictModes and of Linux's
+    fs.protected_symlinks, applied to every folder on the way."""
+    mine = (0, os.geteuid() if uid is None else uid)
+    if link.st_uid not in mine or folder.st_uid not in mine:
+        return False
+    shared = folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return not shared or bool(folder.st_mode & stat.S_ISVTX)
+
+
+def open_folder(folder, create=False):
+    """A descriptor of the absolute, normalised ``folder``, opened from / one folder at a time
+    with O_NOFOLLOW. A symbolic link on the way is followed only when trusted_link (its
+    target is walked the same way); any other is refused (UnsafeFolder names it), so a folder
+    someone else can write cannot send the file elsewhere. Missing folders are made when
+    ``create`` (mode 0777 less the umask, as os.makedirs); otherwise a missing folder, or a
+    file where one should be, gives None (nothing there)."""
+    fd = os.open("/", DIR_FLAGS)
+    walked = "/"
+    parts = [part for part in folder.split("/") if part]
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name in (".", ".."):  # only in a link's target
+                child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                walked = os.path.dirname(walked) if name == ".." else walked
+                os.close(fd)
+                fd = child
+                continue
+            here = os.path.join(walked, name)
+            try:
+                try:
+                    child = _open_child(fd, name, here)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    try:
+                        os.mkdir(name, 0o777, dir_fd=fd)
+                    except FileExistsError:  # made meanwhile: opened and checked below
+                        pass
+                    child = _open_child(fd, name, here)
+            except NotAFolder:
+                if create:
+                    raise
+                os.close(fd)
+                return None
+            except _Link as link:
+                if not trusted_link(link.info, os.fstat(fd)):
+                    raise UnsafeFolder(
+                        "%s is a symbolic link in a folder others can write (or theirs): "
+                        "kv_file does not write through it; point the path at the real "
+                        "folder" % here)
+                links += 1
+                if links > MAX_LINKS:
+                    raise UnsafeFolder("%s: too many symbolic links on the way" % here)
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", DIR_FLAGS)
+                    walked = "/"
+                parts = [part for part in target.split("/") if part] + parts
+                continue
+            os.close(fd)
+            fd = child
+            walked = here
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Place(object):
+    """A file's folder, opened without links (see open_folder), and the file's name in it:
+    every read, write, rename and removal is relative to the folder's descriptor."""
+
+    def __init__(self, path, create=False):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.fd = open_folder(os.path.dirname(path), create)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def lstat(self, name=None):
+        """The stat of the file (or of ``name``) without following a link, or None."""
+        if self.fd is None:
+            return None
+        try:
+            return os.stat(name or self.name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def read(self):
+        """The file's bytes, or None when it does not exist; never through a link."""
+        if self.fd is None:
+            return None
+        try:
+            fd = os.open(self.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as handle:
             return handle.read()
-    except FileNotFoundError:
-        return None
 
 
-def refuse_link(module, path):
-    """Fail when ``path`` is a symbolic link: kv_file never writes, copies or removes through
+def refuse_link(module, place):
+    """Fail when the path is a symbolic link: kv_file never writes, copies or removes through
     one, so a link planted at the path cannot redirect a write or leak a file into a backup."""
-    if os.path.islink(path):
+    info = place.lstat()
+    if info is not None and stat.S_ISLNK(info.st_mode):
         module.fail_json(
             msg="%s is a symbolic link: kv_file does not follow links; point path at the "
-                "link's target, or remove the link" % path,
-            path=path,
+                "link's target, or remove the link" % place.path,
+            path=place.path,
         )
+    return info
 
 
 def file_args(module, path):
@@ -674,20 +826,18 @@ def file_args(module, path):
     return args
 
 
-def write_file(module, path, data, attrs):
-    """Replace ``path`` with ``data``: a temporary file created exclusively (random name, 0600)
-    in the same folder, flushed to disk, given the old file's owner and mode or ``attrs``, then
-    renamed over ``path`` (a rename replaces a link planted meanwhile; it never follows one)."""
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        os.makedirs(folder)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
+def write_file(module, place, data, attrs):
+    """Replace the file with ``data``: a temporary file created exclusively (random name, 0600)
+    in its folder, flushed to disk, given the old file's owner and mode or ``attrs``, then
+    renamed over the file (a rename replaces a link planted meanwhile; it never follows one).
+    All of it relative to the folder's descriptor, except the attributes Ansible sets by path,
+    on the temporary file only (module_utils/basic.py set_fs_attributes_if_different)."""
+    tmp = ".%s.%s.tmp" % (place.name, secrets.token_hex(8))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, 0o600, dir_fd=place.fd)
     try:
         with os.fdopen(fd, "wb") as handle:
-            try:
-                old = os.lstat(path)
-            except FileNotFoundError:
-                old = None
+            old = place.lstat()
             if old is not None and stat.S_ISREG(old.st_mode):
                 try:
                     os.fchown(handle.fileno(), old.st_uid, old.st_gid)
@@ -697,16 +847,13 @@ def write_file(module, path, data, attrs):
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        module.set_fs_attributes_if_different(dict(attrs, path=tmp), False, expand=False)
-        os.rename(tmp, path)
+        tmp_path = os.path.join(os.path.dirname(place.path), tmp)
+        module.set_fs_attributes_if_different(dict(attrs, path=tmp_path), False, expand=False)
+        os.rename(tmp, place.name, src_dir_fd=place.fd, dst_dir_fd=place.fd)
     finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-    dirfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+        if place.lstat(tmp) is not None:
+            os.unlink(tmp, dir_fd=place.fd)
+    os.fsync(place.fd)
 
 
 # ---------------------------------------------------------------- operations
@@ -719,10 +866,16 @@ def op_write(module, path, fmt, values):
         module.fail_json(msg="%s: %s" % (path, exc), path=path)
     data = content.encode("utf-8")
     desired = flatten(normalize(values))
-    refuse_link(module, path)
-    if os.path.isdir(path):
+    with Place(path, create=not module.check_mode) as place:
+        return _write_at(module, place, fmt, values, content, data, desired)
+
+
+def _write_at(module, place, fmt, values, content, data, desired):
+    path = place.path
+    info = refuse_link(module, place)
+    if info is not None and stat.S_ISDIR(info.st_mode):
         module.fail_json(msg="%s is a folder" % path, path=path)
-    old = read_bytes(path)
+    old = place.read()
     actual = {}
     if old is not None:
         try:
@@ -737,7 +890,7 @@ def op_write(module, path, fmt, values):
     if content_changed:
         if not module.check_mode:
             try:
-                write_file(module, path, data, attrs)
+                write_file(module, place, data, attrs)
             except OSError as exc:  # said as "PATH: reason", never with the temporary name
                 module.fail_json(msg="%s: %s" % (path, exc.strerror or exc), path=path)
         changed = True
@@ -766,18 +919,19 @@ def op_write(module, path, fmt, values):
 
 
 def op_remove(module, path, fmt=None):
-    refuse_link(module, path)
-    if os.path.isdir(path):
-        module.fail_json(msg="%s is a folder" % path, path=path)
-    exists = os.path.lexists(path)
-    held = {}
-    if exists and fmt:
-        try:
-            held = flatten(parse(read_bytes(path).decode("utf-8"), fmt))
-        except (ValueError, UnicodeDecodeError, OSError):
-            held = {}  # not readable as the format: the file goes, no keys to name
-    if exists and not module.check_mode:
-        os.unlink(path)
+    with Place(path) as place:
+        info = refuse_link(module, place)
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            module.fail_json(msg="%s is a folder" % path, path=path)
+        exists = info is not None
+        held = {}
+        if exists and fmt:
+            try:
+                held = flatten(parse(place.read().decode("utf-8"), fmt))
+            except (ValueError, UnicodeDecodeError, OSError):
+                held = {}  # not readable as the format: the file goes, no keys to name
+        if exists and not module.check_mode:
+            os.unlink(place.name, dir_fd=place.fd)
     gone = compute_drift({}, held, fmt or "json")
     result = dict(changed=exists, path=path, removed=exists, changes=key_changes({}, held, gone))
     if module._diff:
@@ -789,18 +943,20 @@ def op_remove(module, path, fmt=None):
 
 
 def op_backup(module, path, backup_dir):
-    refuse_link(module, path)
-    if not os.path.isfile(path):
-        module.warn("%s does not exist: nothing to back up" % path)
-        return dict(changed=False, path=path, backup_path="")
-    target = backup_name(path, backup_dir)
-    if not module.check_mode:
-        folder = os.path.dirname(target)
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
+    with Place(path) as place:
+        info = refuse_link(module, place)
+        if info is None or not stat.S_ISREG(info.st_mode):
+            module.warn("%s does not exist: nothing to back up" % path)
+            return dict(changed=False, path=path, backup_path="")
+        target = backup_name(path, backup_dir)
+        if module.check_mode:
+            return dict(changed=True, path=path, backup_path=target)
         # the copy is created exclusively and keeps the file's mode: never through a link
-        with open(path, "rb") as source:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        source_fd = os.open(place.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=place.fd)
+        with os.fdopen(source_fd, "rb") as source, Place(target, create=True) as copy_place:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(copy_place.name, flags, 0o600, dir_fd=copy_place.fd)
             with os.fdopen(fd, "wb") as copy:
                 shutil.copyfileobj(source, copy)
                 os.fchmod(copy.fileno(), stat.S_IMODE(os.fstat(source.fileno()).st_mode))
@@ -846,6 +1002,10 @@ def main():
             result = op_remove(module, path, p["format"])
         else:
             result = op_backup(module, path, p["backup_dir"])
+    except NotAFolder:  # a file where a folder on the way should be: nothing written
+        module.fail_json(msg="%s: Not a directory" % path, path=path)
+    except UnsafeFolder as exc:  # nothing was read or written
+        module.fail_json(msg="%s (path %s)" % (exc, path), path=path)
     except OSError as exc:  # permission denied, not a directory, disk full...
         where = exc.filename or path
         module.fail_json(msg="%s: %s" % (where, exc.strerror or exc), path=path)

@@ -19,11 +19,13 @@ description:
   - Reads the document at O(url) with GET, compares it with O(values) by key (nesting
     flattened to V(a/b)) and writes it only when it differs.
   - With O(method=PUT) the document becomes O(values) (keys not in it are removed); with
-    O(method=PATCH) a JSON merge patch of the top-level keys that differ is sent and other keys
-    are left alone.
+    O(method=PATCH) the top-level keys that differ are sent, each whole and merged with what
+    the document holds under it (nested keys O(values) does not name are kept), and other keys
+    are left alone, whether the server merges them (RFC 7396) or replaces them.
   - When the GET answer carries an C(ETag), the write carries C(If-Match) with it, so a
     concurrent edit makes the server answer 412 and the module fail, nothing written.
-  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values.
+  - In check mode nothing is written; RV(drift) lists the keys that differ, never their values,
+    and RV(changes) the same keys with their values before and after.
 version_added: "1.0.0"
 author:
   - runner_agent authors (@runner-agent)
@@ -128,6 +130,16 @@ drift:
   type: list
   elements: dict
   sample: [{"key": "db/pool", "change": "changed"}]
+changes:
+  description:
+    - The keys written or removed (or that would be, in check mode), each with its value
+      before (absent for an added key) and after (absent for a removed one), as JSON values.
+    - Keys in O(ignore) are left out; O(operation=remove) lists every other key of the document.
+    - The runtime masks the values of secret keys (docs/agents.md, the check contract).
+  returned: O(operation=write) or O(operation=remove)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed", "before": 5, "after": 10}]
 status:
   description: The HTTP status of the last request.
   returned: success
@@ -161,7 +173,8 @@ from urllib.error import HTTPError, URLError
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible_collections.runner_agent.agents.plugins.module_utils.transport import HTTP, control, url_problem
-from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten, key_changes
+from ansible_collections.runner_agent.agents.plugins.module_utils.tls import refused_certificate
 
 UNREACHABLE = (URLError, UrlsConnectionError, socket.timeout, ssl.SSLError, OSError, ValueError,
                HTTPException)
@@ -190,24 +203,43 @@ def compared(document, ignore):
     return flatten(dict((k, v) for k, v in (document or {}).items() if k not in ignore))
 
 
-def plan(document, values, method, ignore):
-    """(body or None, drift): what to send to make the document hold ``values``."""
-    current = compared(document, ignore)
+def merged(base, values):
+    """``values`` laid over ``base``: mappings key by key, anything else replaces."""
+    if not isinstance(base, dict) or not isinstance(values, dict):
+        return values
+    out = dict(base)
+    for key, value in values.items():
+        out[key] = merged(base.get(key), value)
+    return out
+
+
+def outcome(document, values, method, ignore):
+    """The document as the write leaves it. PUT: ``values``, with the server's keys
+    (``ignore``) kept from the document. PATCH: ``values`` merged into the document, nested
+    mappings key by key, so a nested key the values do not name is kept."""
+    document = document or {}
     if method == "PUT":
-        changes = drift(compared(values, ignore), current,
-                        lambda a, b: canonical(a) == canonical(b))
-        if not changes:
-            return None, changes
-        body = dict((k, v) for k, v in (document or {}).items() if k in ignore)
-        body.update(values)
-        return body, changes
-    mine = compared(values, ignore)
-    changes = drift(mine, current, lambda a, b: canonical(a) == canonical(b), removed=False)
+        after = dict((k, v) for k, v in document.items() if k in ignore)
+        after.update(values)
+        return after
+    return merged(document, dict((k, v) for k, v in values.items() if k not in ignore))
+
+
+def plan(document, values, method, ignore):
+    """(body or None, drift): what to send to make the document hold ``values``, and the keys
+    that differ between the document and what the write leaves (see outcome)."""
+    document = document or {}
+    after = outcome(document, values, method, ignore)
+    changes = drift(compared(after, ignore), compared(document, ignore),
+                    lambda a, b: canonical(a) == canonical(b))
     if not changes:
         return None, changes
-    changed_tops = set(c["key"].split("/", 1)[0] for c in changes)
-    patch = dict((k, v) for k, v in values.items() if k in changed_tops or k not in document)
-    return patch, changes
+    if method == "PUT":
+        return after, changes
+    # each top-level key that differs, whole and merged: a server that replaces top-level
+    # values (json-server) and one that merges them (RFC 7396) leave the same document
+    return dict((k, after[k]) for k in after
+                if k not in document or canonical(after[k]) != canonical(document[k])), changes
 
 
 def render_state(flat):
@@ -254,8 +286,8 @@ class Client(object):
             raise HTTPDocError("%s %s answered %s: %s" % (
                 method, self.url, exc.code, REASONS.get(exc.code, exc.reason))) from None
         except UNREACHABLE as exc:
-            raise HTTPDocError("cannot reach %s: %s"
-                               % (self.url, getattr(exc, "reason", None) or exc)) from None
+            reason = refused_certificate(exc) or getattr(exc, "reason", None) or exc
+            raise HTTPDocError("cannot reach %s: %s" % (self.url, reason)) from None
         try:
             raw = response.read()
             self.status = response.status
@@ -285,27 +317,28 @@ def read_document(client, missing_ok):
 
 def op_write(module, client, values, method, ignore):
     document, etag = read_document(client, missing_ok=method == "PUT")
-    body, changes = plan(document or {}, values, method, ignore)
+    body, changes = plan(document, values, method, ignore)
     if body is not None and not module.check_mode:
         client.request(method, body, etag=etag)
+    before = compared(document, ignore)
+    after = compared(outcome(document, values, method, ignore), ignore)
     result = dict(changed=body is not None, keys=len(flatten(values)), drift=changes,
-                  etag=etag)
+                  changes=key_changes(after, before, changes), etag=etag)
     if module._diff:
-        before = compared(document, ignore)
-        after = compared(values, ignore) if method == "PUT" else dict(before, **compared(
-            values, ignore))
         result["diff"] = dict(before_header=client.url, after_header=client.url,
                               before=render_state(before), after=render_state(after))
     return result
 
 
-def op_remove(module, client):
+def op_remove(module, client, ignore):
     document, etag = read_document(client, missing_ok=True)
     if document is None:
-        return dict(changed=False, keys=0, etag="")
+        return dict(changed=False, keys=0, etag="", changes=[])
     if not module.check_mode:
         client.request("DELETE", etag=etag, missing_ok=True)
-    return dict(changed=True, keys=0, etag=etag)
+    held = compared(document, ignore)
+    gone = [{"key": key, "change": "removed"} for key in sorted(held)]
+    return dict(changed=True, keys=0, etag=etag, changes=key_changes({}, held, gone))
 
 
 def op_read(module, client, ignore):
@@ -352,7 +385,7 @@ def main():
         if p["operation"] == "write":
             result = op_write(module, client, p["values"], p["method"], set(p["ignore"]))
         elif p["operation"] == "remove":
-            result = op_remove(module, client)
+            result = op_remove(module, client, set(p["ignore"]))
         else:
             result = op_read(module, client, set(p["ignore"]))
     except HTTPDocError as exc:

@@ -24,7 +24,8 @@ description:
     concurrent change makes the write fail rather than be lost.
   - Over TLS with a V(rediss://) URL, the server's certificate and name are checked unless
     O(validate_certs=false).
-  - In check mode nothing is written; RV(drift) lists the fields that differ, never values.
+  - In check mode nothing is written; RV(drift) lists the fields that differ, never values, and
+    RV(changes) the same fields with their values before and after.
 version_added: "1.0.0"
 author:
   - runner_agent authors (@runner-agent)
@@ -131,6 +132,15 @@ drift:
   type: list
   elements: dict
   sample: [{"key": "db/pool", "change": "changed"}]
+changes:
+  description:
+    - The fields written or removed (or that would be, in check mode), each with its value
+      before (absent for an added field) and after (absent for a removed one), as stored.
+    - The runtime masks the values of secret keys (docs/agents.md, the check contract).
+  returned: O(operation=write) or O(operation=remove)
+  type: list
+  elements: dict
+  sample: [{"key": "db/pool", "change": "changed", "before": "5", "after": "10"}]
 deleted:
   description: Fields deleted (write) or whether the hash was deleted (remove, 0 or 1).
   returned: O(operation=write) or O(operation=remove)
@@ -155,7 +165,8 @@ import ssl
 from urllib.parse import unquote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten
+from ansible_collections.runner_agent.agents.plugins.module_utils.kv import drift, flatten, key_changes
+from ansible_collections.runner_agent.agents.plugins.module_utils.tls import refused_certificate
 
 DEFAULT_PORT = 6379
 
@@ -302,7 +313,8 @@ def connect(url, timeout=10, tls=None):
             sock = context.wrap_socket(sock, server_hostname=host)
         except (OSError, ssl.SSLError) as exc:
             sock.close()
-            raise RedisError("cannot reach redis %s: %s" % (url, exc)) from None
+            raise RedisError("cannot reach redis %s: %s"
+                             % (url, refused_certificate(exc) or exc)) from None
     return Connection(sock)
 
 
@@ -314,6 +326,12 @@ def _check(reply, url, what):
 
 def _text(data):
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+def _fields(flat):
+    """field -> value of an HGETALL reply (a flat list: field, value, field, value, ...)."""
+    flat = flat or []
+    return dict((_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2))
 
 
 class Client(object):
@@ -365,12 +383,11 @@ class Client(object):
         replies = self._first(commands)
         if watch:
             _check(replies[0], self.url, "WATCH %s" % key)
-        flat = _check(replies[-1], self.url, "HGETALL %s" % key) or []
-        return dict((_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2))
+        return _fields(_check(replies[-1], self.url, "HGETALL %s" % key))
 
     def write(self, key, sets, deletes):
         """Apply ``sets`` and ``deletes`` in one MULTI/EXEC (after read(watch=True))."""
-        commands = [("MULTI",)]
+        commands = []
         if sets:
             args = ["HSET", key]
             for field, value in sets:
@@ -378,7 +395,16 @@ class Client(object):
             commands.append(tuple(args))
         if deletes:
             commands.append(tuple(["HDEL", key] + list(deletes)))
-        commands.append(("EXEC",))
+        self._exec(key, commands)
+
+    def delete(self, key):
+        """DEL the hash in one MULTI/EXEC (after read(watch=True)): the fields read are the ones
+        deleted, and a change in between aborts it (RedisError), nothing deleted."""
+        self._exec(key, [("DEL", key)])
+
+    def _exec(self, key, commands):
+        """Run ``commands`` in one MULTI/EXEC on the watched ``key``, in one exchange."""
+        commands = [("MULTI",)] + list(commands) + [("EXEC",)]
         try:
             replies = self.conn.pipeline(commands)
         except (OSError, socket.timeout) as exc:
@@ -391,14 +417,6 @@ class Client(object):
                              "written, run again" % (self.url, key))
         for reply in result:
             _check(reply, self.url, "the transaction on %s" % key)
-
-    def delete(self, key):
-        (reply,) = self._first([("DEL", key)])
-        return int(_check(reply, self.url, "DEL %s" % key))
-
-    def exists(self, key):
-        (reply,) = self._first([("EXISTS", key)])
-        return int(_check(reply, self.url, "EXISTS %s" % key))
 
     def close(self):
         if self.conn is not None:
@@ -416,6 +434,7 @@ def op_write(module, client, key, values, prune):
     if changed and not module.check_mode:
         client.write(key, sets, deletes)
     result = dict(changed=changed, keys=len(desired), drift=changes,
+                  changes=key_changes(desired, actual, changes),
                   deleted=0 if module.check_mode else len(deletes))
     if module._diff:
         after = dict(actual)
@@ -428,11 +447,12 @@ def op_write(module, client, key, values, prune):
 
 
 def op_remove(module, client, key):
-    if module.check_mode:
-        exists = client.exists(key)
-        return dict(changed=exists > 0, deleted=exists, keys=0)
-    deleted = client.delete(key)
-    return dict(changed=deleted > 0, deleted=deleted, keys=0)
+    held = client.read(key, watch=not module.check_mode)
+    if held and not module.check_mode:
+        client.delete(key)
+    gone = [{"key": field, "change": "removed"} for field in sorted(held)]
+    deleted = 1 if held else 0  # Redis keeps no empty hash
+    return dict(changed=deleted > 0, deleted=deleted, keys=0, changes=key_changes({}, held, gone))
 
 
 def op_read(module, client, key):
