@@ -28,6 +28,8 @@ from runner_agent.gitlab.dispatch import Dispatcher, Handle, TriggerMode, from_e
 from runner_agent.gitlab.follow import DispatchReports, DispatchStatus, progress_printer
 from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import Task, as_check, load_tasks, parse_duration
+from runner_agent.pipeline.grouping import DEFAULT_TASKS_PER_JOB
+from runner_agent.pipeline.render import RenderOptions
 from runner_agent.report.files import write_summary
 from runner_agent.report.html import write_html
 from runner_agent.report.model import load_report, table
@@ -211,6 +213,15 @@ def _tasks(
     "of the agent project, without plan job, child pipeline and summary job. --no-one-job "
     "for an agent project whose pipeline predates it (no one_job input).",
 )
+@click.option(
+    "--tasks-per-job",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks per runner job (an identity's tasks stay in one job): the most a dispatch "
+    "may hold to run as one job, and the child pipeline's grouping, sent as the input "
+    "tasks_per_job (with --variables: RA_TASKS_PER_JOB). "
+    f"[default: the agent project's, {DEFAULT_TASKS_PER_JOB} as shipped]",
+)
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the pipeline, print reports.")
 @click.option(
     "--plan",
@@ -234,6 +245,7 @@ def dispatch(
     use_variables: bool,
     trigger_token_env: str | None,
     one_job: bool,
+    tasks_per_job: int | None,
     wait_for: bool,
     plan_first: bool,
     check: bool,
@@ -280,6 +292,8 @@ def dispatch(
         mode=mode,
         trigger_token=trigger,
         allow_one_job=one_job,
+        tasks_per_job=tasks_per_job,
+        render_options=RenderOptions(tasks_per_job=tasks_per_job or DEFAULT_TASKS_PER_JOB),
     )
     handle = dispatcher.submit(tasks, ref=ref, plan_first=plan_first)
     if not wait_for:

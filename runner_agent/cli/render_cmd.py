@@ -16,6 +16,7 @@ from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import default_registry
 from runner_agent.model.tasks import load_tasks
+from runner_agent.pipeline.grouping import DEFAULT_SHARDS, DEFAULT_TASKS_PER_JOB, MAX_SHARDS
 from runner_agent.pipeline.plan import PlanInputs, Written, plan, plan_dispatch, write_pipelines
 from runner_agent.pipeline.render import RenderOptions, render_child
 from runner_agent.report.files import loads
@@ -52,6 +53,26 @@ def _pipeline_options(func: F) -> F:
             "pipelines of a project together.",
         ),
         click.option(
+            "--tasks-per-job",
+            type=click.IntRange(min=1),
+            default=DEFAULT_TASKS_PER_JOB,
+            show_default=True,
+            envvar="RA_TASKS_PER_JOB",
+            help="Tasks per job: tasks of the same runner tags and lock shard share a job, "
+            "run by one `runner-agent run`; an identity's tasks stay in one job, in order. "
+            "1: a job per identity. [env: RA_TASKS_PER_JOB]",
+        ),
+        click.option(
+            "--lock-shards",
+            type=click.IntRange(min=1, max=MAX_SHARDS),
+            default=DEFAULT_SHARDS,
+            show_default=True,
+            help="Lock shards: every job's resource_group is one of this many keys, so one "
+            "identity runs in one job at a time across pipelines. Use ONE value for every "
+            "pipeline of a project (docs/scaling.md): pipelines rendered with different "
+            "values do not exclude each other.",
+        ),
+        click.option(
             "--default-tags",
             metavar="TAG,...",
             envvar="RA_DEFAULT_TAGS",
@@ -81,6 +102,8 @@ def _pipeline_options(func: F) -> F:
     def command(
         *args: Any,
         max_jobs: int,
+        tasks_per_job: int,
+        lock_shards: int,
         default_tags: str | None,
         runner_agent_cmd: str,
         tasks_from_job: str | None,
@@ -93,6 +116,8 @@ def _pipeline_options(func: F) -> F:
             tasks_from_job=tasks_from_job or None,
             default_tags=_tags(default_tags),
             plan_first=plan_first,
+            tasks_per_job=tasks_per_job,
+            lock_shards=lock_shards,
         )
         return func(*args, options=render_options, **kwargs)
 
@@ -146,7 +171,8 @@ def render(
     agents_path: tuple[Path, ...],
     output: str,
 ) -> int:
-    """Render task files into a GitLab child pipeline: one job per task, then a collect job.
+    """Render task files into a GitLab child pipeline: jobs of up to --tasks-per-job tasks
+    (an identity's tasks whole and in order), then a collect job.
 
     Validates the tasks first, and the result against GitLab's CI schema and rules: exit 2
     when either is wrong, and nothing is written. Task values never enter the YAML: each

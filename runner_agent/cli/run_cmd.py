@@ -69,17 +69,50 @@ def _context(registry: Any, job: Any, state_dir: Path | None, verbose: bool | No
     else:
         store = LocalStateStore(state_dir or default_state_dir())
     stream = _in_gitlab_job() if verbose is None else verbose
+    sections = stream and _in_gitlab_job()
+    # GitLab folds a section only when its marker ends in "\r\033[0K" (lib/gitlab/regex.rb,
+    # logs_section_suffix_regex; doc/ci/jobs/job_logs.md): click strips ANSI codes from a
+    # stream that is not a terminal, as a job's is, unless told to keep them
+    keep = True if sections else None
     return RunContext(
         registry=registry,
         store=store,
-        on_output=(lambda line: click.echo(line, err=True)) if stream else None,
-        log_sections=stream and _in_gitlab_job(),
+        on_output=(lambda line: click.echo(line, err=True, color=keep)) if stream else None,
+        log_sections=sections,
         redactor=process_redactor(),
     )
 
 
+def _report_paths(tasks: list[Any], folder: Path) -> tuple[Path, ...]:
+    """Each task's report in ``folder``, named after its task file (``0003.json`` for
+    ``tasks/0003.json``; ``web-2.json`` for the third task of ``web.yml``). Raises
+    InvalidInput when two tasks would share a name."""
+    per_file: dict[str, int] = {}
+    for task in tasks:
+        per_file[task.source] = per_file.get(task.source, 0) + 1
+    paths: list[Path] = []
+    seen: dict[Path, str] = {}
+    for task in tasks:
+        stem = Path(task.source).stem
+        name = f"{stem}.json" if per_file[task.source] == 1 else f"{stem}-{task.document}.json"
+        path = folder / name
+        if path in seen:
+            raise InvalidInput(
+                Problem(
+                    "--report-dir", f"{task.where} and {seen[path]} would both report to {path}"
+                )
+            )
+        seen[path] = task.where
+        paths.append(path)
+    return tuple(paths)
+
+
 def _check_outputs(
-    report: Path | None, dotenv: Path | None, html: Path | None, state_dir: Path | None
+    report: Path | None,
+    dotenv: Path | None,
+    html: Path | None,
+    state_dir: Path | None,
+    per_task: tuple[Path, ...] = (),
 ) -> None:
     """Refuse, before anything runs, an output path that cannot be written (the JUnit file
     beside the report included), that two outputs share (one would overwrite the other), or
@@ -92,6 +125,9 @@ def _check_outputs(
         "--dotenv": dotenv,
         "--html": html,
     }
+    for each in per_task:
+        named[f"--report-dir's {each.name}"] = each
+        named[f"--report-dir's {each.stem}.junit.xml"] = each.with_name(f"{each.stem}.junit.xml")
     seen: dict[Path, str] = {}
     for option, path in named.items():
         if path is None:
@@ -128,11 +164,20 @@ def _check_outputs(
     "tasks) and the JUnit XML beside it (.junit.xml).",
 )
 @click.option(
+    "--report-dir",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write each task's report here as <task file name>.json, and its JUnit XML beside "
+    "it (a file of several tasks: <name>-<n>.json): a job of several tasks still reports "
+    "every task.",
+)
+@click.option(
     "--dotenv",
     "dotenv_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the task's status and outputs as a GitLab dotenv report "
-    "(RA_<IDENTITY>_STATUS, RA_<IDENTITY>_<KEY>; one task only).",
+    help="Also write the tasks' statuses and outputs as one GitLab dotenv report "
+    "(RA_<IDENTITY>_STATUS, RA_<IDENTITY>_<KEY>): statuses first, at most 20 variables; "
+    "a task whose variables do not fit says so in its report.",
 )
 @click.option(
     "--after",
@@ -164,6 +209,7 @@ def run(
     local: bool,
     state_dir: Path | None,
     report_path: Path | None,
+    report_dir: Path | None,
     dotenv_path: Path | None,
     after: tuple[Path, ...],
     command: str | None,
@@ -193,8 +239,7 @@ def run(
         tasks = with_command(tasks, command, registry)
     if check:
         tasks = as_check(tasks)
-    if dotenv_path and len(tasks) != 1:
-        raise InvalidInput(Problem("--dotenv", f"needs one task; the files hold {len(tasks)}"))
+    per_task = _report_paths(tasks, report_dir) if report_dir else ()
     job = None if local else _job()
     if not local and job is None:
         raise InvalidInput(
@@ -207,12 +252,17 @@ def run(
     if job is None:
         state_dir = state_dir or default_state_dir()
     ctx = _context(registry, job, state_dir, verbose)
-    _check_outputs(report_path, dotenv_path, html_path, state_dir if job is None else None)
-    to = Deliveries(report_path, dotenv_path, html_path, _publisher(job))
+    _check_outputs(
+        report_path, dotenv_path, html_path, state_dir if job is None else None, per_task
+    )
+    to = Deliveries(report_path, dotenv_path, html_path, _publisher(job), per_task)
     try:
         reports = run_job(tasks, ctx, after=after, to=to)
     finally:
         remember_secrets(list(ctx.secrets))
+    for report in reports:
+        for note in report.notes:
+            warn(f"warning: {report.identity}: {note}")
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:

@@ -175,11 +175,16 @@ class Dispatcher:
     warn: Callable[[str], None] = log.warning
     settle: float = 3.0  # how long GitLab may take to show a pipeline whose creation we lost
     ambiguous_rounds: int = 3
-    tasks_per_job: int = DEFAULT_TASKS_PER_JOB  # a dispatch within one job takes the one-job path
+    # tasks per job (`dispatch --tasks-per-job`): decides whether the dispatch fits in one
+    # job, and goes to the agent project as the input tasks_per_job (the variable
+    # RA_TASKS_PER_JOB in variables mode); None: the project's own default, nothing sent
+    tasks_per_job: int | None = None
     allow_one_job: bool = True  # False: always plan job + child pipeline (an older agent project)
 
     def __post_init__(self) -> None:
         compat.require_access_token(self.api.connection, "runner-agent dispatch")  # no request
+        if self.tasks_per_job is not None:  # checked and rendered as the plan job will
+            self.render_options = replace(self.render_options, tasks_per_job=self.tasks_per_job)
         self._ledger: Ledger = self.ledger or _process_ledger(self.api.url, self.api.project)
         self._mode = self.mode or TriggerMode.INPUTS
 
@@ -267,9 +272,10 @@ class Dispatcher:
         """
         self.check(tasks, plan_first=plan_first)
         self._mode = self._choose_mode()  # the one check of GitLab before any other request
+        per_job = self.tasks_per_job or DEFAULT_TASKS_PER_JOB
         job = None
         if self.allow_one_job:
-            job = one_job(tasks, self._mode, self.tasks_per_job, plan_first=plan_first)
+            job = one_job(tasks, self._mode, per_job, plan_first=plan_first)
         bundle = build_bundle(
             tasks, ref=ref or self._default_ref(), dispatch_id=dispatch_id, plan_first=plan_first
         )
@@ -329,6 +335,7 @@ class Dispatcher:
     def _post(self, bundle: Bundle, job: OneJob | None = None) -> dict[str, Any]:
         # plan_first is sent only when asked: an agent project without the input then refuses
         # the pipeline (400) rather than run it ungated; other dispatches stay as they were
+        per_job = self.tasks_per_job
         if self._mode is TriggerMode.INPUTS:
             inputs: dict[str, Any] = {
                 "dispatch_id": bundle.dispatch_id,
@@ -344,6 +351,8 @@ class Dispatcher:
                     inputs["job_tags"] = list(job.tags)
             if bundle.plan_first:
                 inputs["plan_first"] = True
+            if per_job is not None:  # a `type: number` input takes a JSON number
+                inputs["tasks_per_job"] = per_job
             ids: dict[str, Any] = {"inputs": inputs}
         else:
             variables = {"RA_DISPATCH_ID": bundle.dispatch_id, "RA_CHECKSUM": bundle.checksum}
@@ -353,6 +362,8 @@ class Dispatcher:
                     variables["RA_JOB_TAG"] = job.tags[0]
             if bundle.plan_first:
                 variables["RA_PLAN_FIRST"] = "true"
+            if per_job is not None:  # a pipeline variable outranks the plan job's own
+                variables["RA_TASKS_PER_JOB"] = str(per_job)
             ids = {"variables": variables}
         if self.trigger_token:
             return self.api.trigger_pipeline(self.trigger_token, bundle.ref, **ids)

@@ -50,6 +50,11 @@ INPUT_TYPES: dict[str, tuple[int, int]] = {"array": (16, 11)}
 MAX_CONFIG_BYTES = 2 * 1024 * 1024
 MAX_NAME = 255
 MAX_NEEDS = 50
+# A job's `timeout` may not pass Project::MAX_BUILD_TIMEOUT, 1.month
+# (lib/gitlab/ci/config/entry/timeout.rb); 30 days is below it however a month is counted.
+MAX_JOB_TIMEOUT = 30 * 24 * 3600
+_DURATION_PART = re.compile(r"\s*(\d+)\s*([smhdw])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 KEYWORDS = frozenset(
     {"default", "include", "stages", "variables", "workflow", "image", "services", "cache"}
     | {"before_script", "after_script", "spec"}
@@ -243,6 +248,11 @@ def _job_problems(jobs: Mapping[str, Any], stages: list[str], source: str) -> li
         if isinstance(group, str) and not (_GROUP.fullmatch(group) and group.strip("/") == group):
             found.append(Problem(source, f"resource_group {group!r}: bad characters", None, name))
         found.extend(_environment_problems(name, job.get("environment"), source))
+        seconds = _seconds(job.get("timeout"))
+        if seconds is not None and seconds > MAX_JOB_TIMEOUT:
+            found.append(
+                Problem(source, "timeout longer than GitLab's limit of 30 days", None, name)
+            )
     return found
 
 
@@ -264,6 +274,17 @@ def _environment_problems(name: str, environment: Any, source: str) -> list[Prob
             )
         ]
     return []
+
+
+def _seconds(value: Any) -> int | None:
+    """A duration written as runner-agent writes them (``1h 5m``, ``30m``, ``720h``) in
+    seconds; None for anything else (left to GitLab's own reading)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    parts = _DURATION_PART.findall(value)
+    if "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s+", "", value):
+        return None
+    return sum(int(n) * _UNIT[u] for n, u in parts)
 
 
 def _need_problems(jobs: Mapping[str, Any], stages: list[str], source: str) -> list[Problem]:

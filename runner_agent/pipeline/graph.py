@@ -2,10 +2,10 @@
 
 GitLab draws Mermaid in Markdown (issues, merge requests, wikis, README files), so the graph
 of a task set can sit beside the change that makes it. One box per child pipeline (a part of
-a split task set); in it one node per task job, labelled with its identity, command and runner
-tags; an arrow for each job it waits for: ``then`` for the identity's previous task (the
-order of one identity's tasks), ``outputs`` for an identity whose outputs it reads; and the
-collect job, which runs after all of them.
+a split task set); in it one node per task job, labelled with its tasks' identities and
+commands (in the order the job runs them) and runner tags; an arrow for each job it waits
+for: ``then`` for an identity's previous tasks (an identity cut by runner tags), ``outputs``
+for an identity whose outputs it reads; and the collect job, which runs after all of them.
 """
 
 from __future__ import annotations
@@ -41,10 +41,16 @@ def mermaid_markdown(pipelines: Sequence[RenderedPipeline], tasks: Sequence[Task
 def _part(number: int, parts: int, pipeline: RenderedPipeline, tasks: Sequence[Task]) -> list[str]:
     jobs = _jobs(yaml.safe_load(pipeline.text) or {})
     ids = {name: f"p{number}j{k}" for k, name in enumerate(jobs)}
-    known = {n: tasks[i] for n, i in pipeline.jobs.items() if i < len(tasks)}
+    known = {
+        n: [tasks[i] for i in pipeline.job_tasks.get(n, (first,)) if i < len(tasks)]
+        for n, first in pipeline.jobs.items()
+        if first < len(tasks)
+    }
 
-    def identity(name: str) -> str:
-        return known[name].identity if name in known else name.rsplit(":", 2)[0]
+    def identities(name: str) -> set[str]:
+        if known.get(name):
+            return {t.identity for t in known[name]}
+        return {name.rsplit(":", 2)[0]}
 
     title = "child pipeline" if parts == 1 else f"child pipeline, part {number} of {parts}"
     lines = [f'  subgraph p{number}["{_text(title)}"]', "    direction LR"]
@@ -52,16 +58,16 @@ def _part(number: int, parts: int, pipeline: RenderedPipeline, tasks: Sequence[T
     lines.append(f'    subgraph p{number}t["tasks"]')
     for name in task_jobs:
         found = known.get(name)
-        label = _label(
-            found.identity if found else identity(name),
-            (found.command or "digest") if found else name.rsplit(":", 2)[-2],
-            jobs[name],
+        runs = (
+            [(t.identity, t.command or "digest") for t in found]
+            if found
+            else [(name.rsplit(":", 2)[0], name.rsplit(":", 2)[-2])]
         )
-        lines.append(f'      {ids[name]}["{label}"]')
+        lines.append(f'      {ids[name]}["{_label(runs, jobs[name])}"]')
     for name in task_jobs:
         for need in _needs(jobs[name]):
             if need in ids:
-                kind = "then" if identity(need) == identity(name) else "outputs"
+                kind = "then" if identities(need) & identities(name) else "outputs"
                 lines.append(f"      {ids[need]} -->|{kind}| {ids[name]}")
     lines.append("    end")
     for name in jobs:
@@ -91,12 +97,15 @@ def _needs(job: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _label(identity: str, command: str, job: Mapping[str, Any]) -> str:
-    if command == "digest":  # no command given: the state decides
-        command = "digest: install or update"
+def _label(runs: Sequence[tuple[str, str]], job: Mapping[str, Any]) -> str:
+    """The job's tasks in order (identity, command), then its runner tags."""
+    shown = []
+    for identity, command in runs:
+        if command == "digest":  # no command given: the state decides
+            command = "digest: install or update"
+        shown.append(f"<b>{_text(identity)}</b><br/>{_text(command)}")
     tags = ", ".join(str(t) for t in job.get("tags") or [])
-    text = f"<b>{_text(identity)}</b><br/>{_text(command)}"
-    return text + (f"<br/><i>{_text(tags)}</i>" if tags else "")
+    return "<br/>".join(shown) + (f"<br/><i>{_text(tags)}</i>" if tags else "")
 
 
 def _text(value: str) -> str:

@@ -95,7 +95,7 @@ def write_pipelines(
         raw = data.encode("utf-8") if isinstance(data, str) else data
         # pipeline YAML is meant to be read (committed, included); task files keep the config
         fs.write_bytes(path, raw, mode=fs.PUBLIC if name.endswith(".yml") else fs.PRIVATE)
-    summaries = {p.summary: tuple(sorted(p.jobs.values())) for p in pipelines}
+    summaries = {p.summary: p.tasks for p in pipelines}
     return Written(rel, tuple(sorted(out)), len(pipelines), len(tasks), summaries)
 
 

@@ -1,22 +1,27 @@
 """Tasks -> GitLab child pipeline YAML, from the Jinja2 templates in ``templates/gitlab-ci/``.
 
 Pure: no network, no files read but the templates. Task data never enters the YAML as code:
-each job's script runs ``runner-agent run`` on a task file whose path we make
-(``<workdir>/tasks/0003.json``); the task files travel beside the YAML. The only task values the
-YAML carries are runner tags, emitted as escaped YAML scalars; identities appear only sanitised
-(job names, resource groups). Templates can place nothing but values passed through the
+each job's script runs ONE ``runner-agent run`` on the task files whose paths we make
+(``<workdir>/tasks/0003.json``), so its tasks share ansible-playbook runs (run/batch.py), and
+writes a report per task (``--report-dir``); the task files travel beside the YAML. The only
+task values the YAML carries are runner tags, emitted as escaped YAML scalars; identities
+appear only sanitised (job names). Templates can place nothing but values passed through the
 ``yaml`` filter: any other ``{{ ... }}`` raises, so a template edit cannot smuggle raw text in.
 
 Layout (why it holds on every engine):
-- stages ``agents`` then ``collect``. Each task is one job in ``agents``. A task that reads
-  another identity's outputs (``outputs_from``) also needs that identity's latest job before it.
-- ``resource_group`` per identity gives one running job per identity across pipelines on
-  GitLab. Inside one pipeline the order is made explicit, because gitlab-ci-local ignores
-  resource groups: each later task of an identity ``needs`` the one before it (a chain, one
-  need per job, far below GitLab's 50) and has ``when: always``. ``always`` because a follower
-  that GitLab skips would leave gitlab-ci-local waiting forever, and because a queued job on a
-  resource group also runs whatever the previous holder's result; the follower's own report
-  tells what happened.
+- stages ``agents`` then ``collect``. Tasks are grouped into jobs by :mod:`grouping` (runner
+  tags, lock shard, at most ``tasks_per_job``): an identity's tasks run in one job in order,
+  unless their runner tags change, which cuts it into a chain of jobs. A task that reads
+  another identity's outputs (``outputs_from``) run in another job needs that job before it.
+- ``resource_group`` is the job's lock shard (:func:`resource_group`): one running job per
+  shard, so per identity, across pipelines on GitLab, whatever grouping each pipeline used.
+  Inside one pipeline the order is made explicit, because gitlab-ci-local ignores
+  resource groups: each job after another holding the same identity (or one it reads)
+  ``needs`` it (one need per such job; :mod:`ci_schema` refuses more than GitLab's 50) and
+  has ``when: always``; ``run --after`` skips only the tasks following a report that did not
+  succeed. ``always`` because a follower that GitLab skips would leave gitlab-ci-local
+  waiting forever, and because a queued job on a resource group also runs whatever the
+  previous holder's result; the follower's own report tells what happened.
 - the collect job sits in stage ``collect`` with ``when: always`` and no ``needs``, so it gets
   every task job's artifacts (``needs`` would cap it at 50 jobs).
 - when the tasks come from a parent job's artifacts (``tasks_from_job``), every task job adds
@@ -43,7 +48,14 @@ import jinja2
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.core.resources import templates_dir
 from runner_agent.model.tasks import Task
-from runner_agent.pipeline.ci_schema import MAX_CONFIG_BYTES, validate_text
+from runner_agent.pipeline.ci_schema import MAX_CONFIG_BYTES, MAX_JOB_TIMEOUT, validate_text
+from runner_agent.pipeline.grouping import (
+    DEFAULT_SHARDS,
+    MAX_SHARDS,
+    JobGroup,
+    group_jobs,
+    lock_shard,
+)
 
 __all__ = [
     "RETRY_WHEN",
@@ -180,8 +192,20 @@ def job_name(identity: str, command: str | None, index: int) -> str:
     return safe + suffix
 
 
-def resource_group(identity: str) -> str:
-    """The GitLab resource group of an identity: one running job per identity per project."""
+def resource_group(identity: str, shards: int = DEFAULT_SHARDS) -> str:
+    """The GitLab resource group of an identity: its lock shard, whatever the grouping.
+
+    One rule for every job (one task per job included) so that two pipelines rendered with
+    different ``--tasks-per-job`` still exclude each other on a shared identity; a job of
+    several identities takes the one shard they share (grouping.py keeps a job to one shard).
+    The shard count must be the same for every pipeline of a project (docs/decisions.md).
+    """
+    return lock_shard(identity, shards)
+
+
+def _identity_key(identity: str) -> str:
+    """``runner-agent/<identity>`` as GitLab takes it for an environment name (and took it for
+    a resource group before the lock shards): sanitised, shortened with a hash past 255."""
     safe = _GROUP_UNSAFE.sub("_", identity).strip("/ ")
     key = f"runner-agent/{safe}"
     if not safe or safe != identity or len(key) > MAX_NAME:  # GitLab refuses a trailing '/'
@@ -194,9 +218,10 @@ def environment_name(identity: str) -> str:
     identity holds. GitLab validates environment names and resource group keys with the same
     rule (app/models/environment.rb, app/models/ci/resource_group.rb: at most 255 characters
     matching lib/gitlab/regex.rb ``environment_name_regex``: letters, digits, ``-_/${}.`` and
-    spaces, not starting or ending with ``/``), so the mapping is :func:`resource_group`'s:
-    ``$``, ``{`` and ``}`` are left out too, since GitLab expands variables in both."""
-    return resource_group(identity)
+    spaces, not starting or ending with ``/``), so the mapping is the one resource groups
+    took per identity before the lock shards: ``$``, ``{`` and ``}`` are left out too, since
+    GitLab expands variables in both."""
+    return _identity_key(identity)
 
 
 def gate_name(identity: str) -> str:
@@ -241,12 +266,20 @@ class RenderOptions:
     # dispatch --plan / input plan_first: dry runs first, their plan, a manual gate per identity
     # (with its environment) that the identity's apply jobs need (docs/safety.md)
     plan_first: bool = False
+    # tasks per job (grouping.py); 1 gives a job per identity (its tasks stay together). The
+    # CLI's and the agent project's default is DEFAULT_TASKS_PER_JOB
+    tasks_per_job: int = 1
+    lock_shards: int = DEFAULT_SHARDS  # one value per project: see resource_group()
 
     def problems(self) -> list[Problem]:
         found = []
         for key in self.variables:
             if not _VARIABLE.fullmatch(key):
                 found.append(Problem("variables", f"{key!r} is not a CI variable name"))
+        if self.tasks_per_job < 1:
+            found.append(Problem("--tasks-per-job", f"at least 1, not {self.tasks_per_job}"))
+        if not 1 <= self.lock_shards <= MAX_SHARDS:
+            found.append(Problem("--lock-shards", f"1 to {MAX_SHARDS}, not {self.lock_shards}"))
         if self.max_jobs < 2:
             found.append(Problem("--max-jobs", "at least 2: a task job and the collect job"))
         if not _PATH.fullmatch(self.workdir) or {".", ".."} & set(self.workdir.split("/")):
@@ -262,13 +295,20 @@ class RenderedPipeline:
 
     text: str
     task_files: Mapping[str, bytes]
-    jobs: Mapping[str, int] = field(default_factory=dict)  # task job name -> task index
+    jobs: Mapping[str, int] = field(default_factory=dict)  # task job name -> its first task
     summary: str = ""  # where its collect job writes the summary
+    job_tasks: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # name -> its tasks
+
+    @property
+    def tasks(self) -> tuple[int, ...]:
+        """The positions of this pipeline's tasks, in order."""
+        return tuple(sorted(i for indexes in self.job_tasks.values() for i in indexes))
 
 
 @dataclass(frozen=True)
 class _Job:
-    index: int
+    index: int  # its first task
+    tasks: tuple[int, ...]
     identity: str
     group: str  # jobs of one group stay in one pipeline: their needs link them
     name: str
@@ -278,16 +318,17 @@ class _Job:
     needs: tuple[Mapping[str, Any], ...]
     when: str | None
     script: tuple[str, ...]
-    report: str
-    junit: str
+    reports: tuple[str, ...]  # per task: its report JSON and JUnit XML
+    junit: tuple[str, ...]
     dotenv: str
     stage: str = "agents"
     environment: Mapping[str, str] | None = None  # plan_first: runner-agent/<identity>
     variables: Mapping[str, str] | None = None
 
 
-def _groups(tasks: Sequence[Task]) -> dict[str, str]:
-    """Identity -> its group: identities linked by outputs_from share a pipeline."""
+def _groups(tasks: Sequence[Task], together: Iterable[Sequence[int]] = ()) -> dict[str, str]:
+    """Identity -> its group: identities linked by outputs_from, or sharing a job (the
+    positions in ``together``), share a pipeline."""
     root: dict[str, str] = {t.identity: t.identity for t in tasks}
 
     def find(x: str) -> str:
@@ -300,55 +341,87 @@ def _groups(tasks: Sequence[Task]) -> dict[str, str]:
         for other in task.outputs_from:
             if other in root:
                 root[find(other)] = find(task.identity)
+    for indexes in together:
+        for i in indexes[1:]:
+            root[find(tasks[i].identity)] = find(tasks[indexes[0]].identity)
     return {identity: find(identity) for identity in root}
 
 
+def _name(tasks: Sequence[Task], group: JobGroup) -> str:
+    """A task's job name (identity, command, index); a job of several adds ``+N`` others."""
+    first = tasks[group.tasks[0]]
+    name = job_name(first.identity, first.command, group.tasks[0])
+    more = f"+{len(group.tasks) - 1}" if len(group.tasks) > 1 else ""
+    if len(name) + len(more) > MAX_NAME:
+        name = name[: MAX_NAME - len(more) - 9] + "~" + _short_hash(name)
+    return name + more
+
+
 def _job_specs(
-    tasks: Sequence[Task], opts: RenderOptions, width: int, source: Mapping[str, Any] | None
+    tasks: Sequence[Task],
+    opts: RenderOptions,
+    width: int,
+    source: Mapping[str, Any] | None,
+    grouped: Sequence[JobGroup],
 ) -> list[_Job]:
-    latest: dict[str, str] = {}  # identity -> its last job so far
-    reports: dict[str, str] = {}  # job -> its report file
-    groups = _groups(tasks)
-    jobs = []
+    groups = _groups(tasks, (g.tasks for g in grouped))
+    reports_dir = f"{opts.workdir}/reports"
+    names = [_name(tasks, group) for group in grouped]
+    home = {i: n for n, group in enumerate(grouped) for i in group.tasks}
+    # per job: the jobs before it -> the tasks whose reports its tasks follow
+    waits: list[dict[str, set[int]]] = [{} for _ in grouped]
+    latest: dict[str, int] = {}  # identity -> its last task so far
     for index, task in enumerate(tasks):
-        stem = f"{index:0{width}d}"
-        task_path = f"{opts.workdir}/tasks/{stem}.json"
-        report = f"{opts.workdir}/reports/{stem}.json"
-        env_file = f"{opts.workdir}/reports/{stem}.env"
-        name = job_name(task.identity, task.command, index)
-        # after the identity's previous task, and after the tasks whose outputs it reads
-        before = [
-            latest[i] for i in dict.fromkeys((task.identity, *task.outputs_from)) if i in latest
-        ]
-        # the jobs before it hand over their reports: `run --after` skips this task when one
-        # of them did not succeed, as a local run of the same tasks would
+        # after the identity's previous task, and after the tasks whose outputs it reads,
+        # when those ran in another job (inside one job, `run` keeps the order itself)
+        for i in dict.fromkeys((task.identity, *task.outputs_from)):
+            if i in latest and home[latest[i]] != home[index]:
+                waits[home[index]].setdefault(names[home[latest[i]]], set()).add(latest[i])
+        latest[task.identity] = index
+    jobs = []
+    for group, name, before in zip(grouped, names, waits, strict=True):
+        stems = [f"{i:0{width}d}" for i in group.tasks]
+        # the jobs before it hand over their reports: `run --after` skips the tasks that
+        # follow a report that did not succeed, as a local run of the same tasks would
         needs = ([source] if source else []) + [{"job": b, "artifacts": True} for b in before]
-        if opts.plan_first:  # nothing of the identity applies before someone approves it
-            needs.append({"job": gate_name(task.identity), "artifacts": False})
-        latest[task.identity] = name
-        after = "".join(f" --after '{reports[b]}'" for b in before)
-        reports[name] = report
+        if opts.plan_first:  # nothing of an identity applies before someone approves it
+            for identity in dict.fromkeys(tasks[i].identity for i in group.tasks):
+                needs.append({"job": gate_name(identity), "artifacts": False})
+        after = "".join(
+            f" --after '{reports_dir}/{i:0{width}d}.json'"
+            for i in sorted(set().union(*before.values()))
+        )
+        files = " ".join(f"'{opts.workdir}/tasks/{stem}.json'" for stem in stems)
+        env_file = f"{reports_dir}/{stems[0]}.env"
         script = (
-            f"{opts.runner_agent_cmd} run '{task_path}' --report '{report}' "
+            f"{opts.runner_agent_cmd} run {files} --report-dir '{reports_dir}' "
             f"--dotenv '{env_file}'{after}",
         )
+        first = tasks[group.tasks[0]]
         jobs.append(
             _Job(
-                index=index,
-                identity=task.identity,
-                group=groups[task.identity],
+                index=group.tasks[0],
+                tasks=group.tasks,
+                identity=first.identity,
+                group=groups[first.identity],
                 name=name,
-                tags=task.tags or opts.default_tags,
-                resource_group=resource_group(task.identity),
-                timeout=_duration(task.timeout + TIMEOUT_MARGIN),
+                tags=group.tags or opts.default_tags,
+                resource_group=group.shard,
+                # the tasks run one after another; GitLab caps a job at a month (ci_schema)
+                timeout=_duration(
+                    min(
+                        sum(tasks[i].timeout for i in group.tasks) + TIMEOUT_MARGIN, MAX_JOB_TIMEOUT
+                    )
+                ),
                 needs=tuple(needs),
                 when="always" if before else None,
                 script=script,
-                report=report,
-                junit=f"{opts.workdir}/reports/{stem}.junit.xml",
+                reports=tuple(f"{reports_dir}/{stem}.json" for stem in stems),
+                junit=tuple(f"{reports_dir}/{stem}.junit.xml" for stem in stems),
                 dotenv=env_file,
+                # plan_first: one identity per job (render_child), so the job is its environment's
                 environment=(
-                    {"name": environment_name(task.identity), "action": "start"}
+                    {"name": environment_name(first.identity), "action": "start"}
                     if opts.plan_first
                     else None
                 ),
@@ -360,15 +433,12 @@ def _job_specs(
 def _check_job(
     job: _Job, opts: RenderOptions, width: int, source: Mapping[str, Any] | None
 ) -> _Job:
-    """The dry run of an apply job (plan_first): same task file and runners, no lock (a dry
+    """The dry run of an apply job (plan_first): same task files and runners, no lock (a dry
     run takes none), no environment. ``RA_DISPATCH_ID`` is blanked so it uploads no report to
     the dispatch's package, where ``reports`` would take it for the task's outcome."""
-    stem = f"{job.index:0{width}d}"
-    report = f"{opts.workdir}/checks/{stem}.json"
-    script = (
-        f"{opts.runner_agent_cmd} run '{opts.workdir}/tasks/{stem}.json' --check "
-        f"--report '{report}'",
-    )
+    stems = [f"{i:0{width}d}" for i in job.tasks]
+    files = " ".join(f"'{opts.workdir}/tasks/{stem}.json'" for stem in stems)
+    script = (f"{opts.runner_agent_cmd} run {files} --check --report-dir '{opts.workdir}/checks'",)
     return replace(
         job,
         name=_prefixed(CHECK_PREFIX, job.name),
@@ -377,8 +447,8 @@ def _check_job(
         needs=(source,) if source else (),
         when=None,
         script=script,
-        report=report,
-        junit="",
+        reports=tuple(f"{opts.workdir}/checks/{stem}.json" for stem in stems),
+        junit=(),
         dotenv="",
         environment=None,
         variables={"RA_DISPATCH_ID": ""},
@@ -423,7 +493,8 @@ def _plan_blocks(
         "variables": {"RA_DISPATCH_ID": ""},  # the plan is no summary of the dispatch
         "script": [
             f"{opts.runner_agent_cmd} collect '{opts.workdir}/checks' --summary '{files[2]}' "
-            f"--html '{files[1]}' --markdown '{files[0]}' --expect {len(part)}"
+            f"--html '{files[1]}' --markdown '{files[0]}' "
+            f"--expect {sum(len(jobs[i].tasks) for i in part)}"
         ],
         "expose_as": PLAN_EXPOSE_AS,
         "paths": files,
@@ -474,9 +545,13 @@ def _partition(jobs: Sequence[_Job], sizes: Sequence[int], opts: RenderOptions) 
 
 
 def _layout(
-    tasks: Sequence[Task], opts: RenderOptions, width: int, source: Mapping[str, Any] | None
+    tasks: Sequence[Task],
+    opts: RenderOptions,
+    width: int,
+    source: Mapping[str, Any] | None,
+    grouped: Sequence[JobGroup],
 ) -> tuple[list[_Job], list[str], list[list[int]]]:
-    jobs = _job_specs(tasks, opts, width, source)
+    jobs = _job_specs(tasks, opts, width, source, grouped)
     block = _environment().get_template("job.yml.j2")
     blocks = [block.render(job=job) for job in jobs]
     return jobs, blocks, _partition(jobs, [len(b.encode()) for b in blocks], opts)
@@ -496,23 +571,27 @@ def render_child(
         raise InvalidInput(problems)
     width = max(4, len(str(len(tasks) - 1)))
     env = _environment()
+    # with plan_first a job holds one identity: its gate and environment are the identity's
+    per_job = 1 if opts.plan_first else opts.tasks_per_job
+    grouped = group_jobs(tasks, per_job, opts.lock_shards)
     source = None
     if opts.tasks_from_job:  # split, the parts fetch from the index pipeline's job instead
-        split = len(tasks) >= opts.max_jobs
+        split = len(grouped) >= opts.max_jobs
         source = (
             INDEX_SOURCE
             if split
             else {"pipeline": "$PARENT_PIPELINE_ID", "job": opts.tasks_from_job}
         )
-    jobs, blocks, parts = _layout(tasks, opts, width, source)
+    jobs, blocks, parts = _layout(tasks, opts, width, source, grouped)
     if len(parts) > 1 and source and source is not INDEX_SOURCE:  # split by size after all
-        jobs, blocks, parts = _layout(tasks, opts, width, INDEX_SOURCE)
+        jobs, blocks, parts = _layout(tasks, opts, width, INDEX_SOURCE, grouped)
     pipelines = []
     for number, part in enumerate(parts, start=1):
         suffix = f"-{number}" if len(parts) > 1 else ""
         summary = f"{opts.workdir}/summary{suffix}.json"
         page = f"{opts.workdir}/report{suffix}.html"
         collect_tags = opts.default_tags or jobs[part[0]].tags
+        positions = sorted(i for j in part for i in jobs[j].tasks)
         checks: list[_Yaml] = []
         gates: list[_Yaml] = []
         plan = None
@@ -531,7 +610,7 @@ def render_child(
                 "timeout": COLLECT_TIMEOUT,
                 "script": [
                     f"{opts.runner_agent_cmd} collect '{opts.workdir}/reports' "
-                    f"--summary '{summary}' --html '{page}' --expect {len(part)}"
+                    f"--summary '{summary}' --html '{page}' --expect {len(positions)}"
                 ],
                 "expose_as": EXPOSE_AS,
                 "paths": [summary, page],
@@ -541,8 +620,12 @@ def render_child(
         )
         if opts.validate:
             validate_text(text, f"<pipeline {number}>", max_jobs=opts.max_jobs)
-        files = {f"{opts.workdir}/tasks/{i:0{width}d}.json": _task_file(tasks[i]) for i in part}
-        pipelines.append(RenderedPipeline(text, files, {jobs[i].name: i for i in part}, summary))
+        files = {
+            f"{opts.workdir}/tasks/{i:0{width}d}.json": _task_file(tasks[i]) for i in positions
+        }
+        names = {jobs[j].name: jobs[j].index for j in part}
+        job_tasks = {jobs[j].name: jobs[j].tasks for j in part}
+        pipelines.append(RenderedPipeline(text, files, names, summary, job_tasks))
     return pipelines
 
 

@@ -11,8 +11,10 @@ from typing import Any
 from runner_agent.core import fs, strict_json
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.report.model import (
+    DOTENV_BYTES,
+    DOTENV_MAX,
     Report,
-    dotenv,
+    job_dotenv,
     junit,
     load_report,
     merge_reports,
@@ -36,9 +38,20 @@ def write_reports(path: Path, reports: Sequence[Report]) -> None:
     fs.write_text(path.with_name(path.name.removesuffix(".json") + ".junit.xml"), junit(reports))
 
 
-def write_dotenv(path: Path, report: Report) -> None:
-    """One task's status and outputs as a GitLab dotenv report. Raises OSError."""
-    fs.write_text(path, dotenv(report.to_dict()))
+def write_dotenv(path: Path, reports: Report | Sequence[Report]) -> None:
+    """The tasks' statuses and outputs as one GitLab dotenv report (one per job), within
+    GitLab's limits: a task whose variables do not fit gets a note in its report saying which
+    are left out, so nothing is cut silently. Raises OSError."""
+    batch = [reports] if isinstance(reports, Report) else list(reports)
+    text, left = job_dotenv([r.to_dict() for r in batch])
+    for report, names in zip(batch, left, strict=True):
+        if names:
+            report.notes.append(
+                f"dotenv: {', '.join(names)} left out of the job's dotenv report (GitLab reads "
+                f"at most {DOTENV_MAX} variables and under {DOTENV_BYTES} bytes per job); "
+                "this report keeps every output"
+            )
+    fs.write_text(path, text)
 
 
 loads = strict_json.loads  # reports: RFC 8259 JSON (core/strict_json.py)

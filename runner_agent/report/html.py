@@ -230,6 +230,9 @@ def _task(index: int, r: Report) -> str:
     if r.error:  # a skip or a lock says why it did not run: not an error of its own
         label = "Why" if r.status in (Status.SKIPPED, Status.LOCKED) else "Error"
         parts.append(f'<h3>{label}</h3>\n<pre class="error">{_e(r.error)}</pre>\n')
+    if r.notes:  # such as outputs a job's dotenv report had no room for
+        items = "".join(f"<li>{_e(note)}</li>" for note in r.notes)
+        parts.append(f'<h3>Notes</h3>\n<ul class="notes">{items}</ul>\n')
     if not r.commands:
         parts.append('<p class="muted">No command ran.</p>\n')
     parts.extend(_command(c) for c in r.commands)

@@ -33,6 +33,7 @@ __all__ = [
     "compose_changes",
     "diff_lines",
     "dotenv",
+    "job_dotenv",
     "load_report",
     "load_reports",
     "masked",
@@ -41,8 +42,14 @@ __all__ = [
     "table",
 ]
 
-DOTENV_MAX = 20  # GitLab reads at most 20 variables from a dotenv report
-DOTENV_BYTES = 5120  # and refuses a larger dotenv report
+# GitLab refuses a job's whole dotenv report (HTTP 400 on the artifact upload: no variable
+# reaches a later job) with more variables than the plan's `dotenv_variables` limit, 20 by
+# default on Self-Managed, or a file not smaller than `dotenv_size`, 5 KB by default
+# (doc/administration/instance_limits.md, "Limit dotenv variables", "Limit dotenv file size";
+# app/services/ci/parse_dotenv_artifact_service.rb: `file.size < dotenv_size_limit`,
+# "Dotenv files cannot have more than N variables"). The limit is per job, not per task.
+DOTENV_MAX = 20
+DOTENV_BYTES = 5120  # the file must stay below it
 _DOTENV_KEY = re.compile(r"[^A-Za-z0-9_]")
 # what ends a line for a reader of lines (Ruby's String#lines and Python's splitlines alike)
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
@@ -125,6 +132,7 @@ class Report:
     check: bool = False  # a dry run (run --check): nothing written, changes say what would be
     revision: int | None = None  # the revision the run recorded (runner-agent history)
     conflicts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # rollback: left
+    notes: list[str] = field(default_factory=list)  # what the report's reader should know
 
     @property
     def changed(self) -> int:
@@ -348,6 +356,8 @@ def load_report(data: Mapping[str, Any]) -> Report:
         fields["revision"] = _get(data, "revision", (int, type(None)), None)
     if "conflicts" in data:
         fields["conflicts"] = dict(_get(data, "conflicts", Mapping, {}))
+    if "notes" in data:
+        fields["notes"] = [str(n) for n in _get(data, "notes", list, [])]
     try:
         status = Status(str(data.get("status")))
     except ValueError:
@@ -466,32 +476,60 @@ def dotenv(report: Mapping[str, Any]) -> str:
     """A task's GitLab dotenv report: ``RA_<IDENTITY>_STATUS``, then its outputs.
 
     Keys are ``RA_<IDENTITY>_<KEY>`` upper-cased with every other character as ``_``, so a
-    later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and 5 KB: the
-    status comes first, outputs follow by key. Values are JSON unless plain strings; what does
-    not fit, holds a line break (dotenv cannot carry one), or would be named like a status
+    later job reads ``$RA_ACME_WEB_URL``. GitLab reads at most 20 variables and under 5 KB:
+    the status comes first, outputs follow by key. Values are JSON unless plain strings; what
+    does not fit, holds a line break (dotenv cannot carry one), or would be named like a status
     (``..._STATUS``: identity ``a``'s output ``b_status`` is identity ``a/b``'s status name)
     stays in the report JSON only. The report is checked first (:func:`load_report`): raises
     ValueError, TypeError or KeyError naming what is wrong.
     """
-    checked = load_report(report)
-    prefix = dotenv_prefix(checked.identity)
-    lines = [f"{prefix}STATUS={checked.status.value}"]
-    size = len(lines[0]) + 1
-    outputs = checked.outputs
-    for key in sorted(outputs):
-        value = outputs[key]
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        name = _DOTENV_KEY.sub("_", f"{prefix}{key}").upper()
-        line = f"{name}={text}"
-        if _LINE_BREAK.search(text) or name.endswith("_STATUS"):
-            continue
-        if any(x.startswith(f"{name}=") for x in lines):
-            continue
-        if len(lines) == DOTENV_MAX or size + len(line.encode()) + 1 > DOTENV_BYTES:
-            break
+    return job_dotenv([report])[0]
+
+
+def job_dotenv(reports: Sequence[Mapping[str, Any]]) -> tuple[str, list[list[str]]]:
+    """One job's dotenv report for its tasks, within GitLab's limits (:data:`DOTENV_MAX`,
+    :data:`DOTENV_BYTES`), and per task the variables left out for want of room.
+
+    Every identity's status comes first, in the tasks' order, then each task's outputs as
+    :func:`dotenv` orders them: a status is what a later job most needs. An identity with
+    several tasks in the job shows its last one (what a later job would read from the last of
+    several jobs). Nothing beyond the limits is written (GitLab would refuse the whole file);
+    the caller says so in the task's report. Raises ValueError, TypeError or KeyError like
+    :func:`dotenv`.
+    """
+    checked = [load_report(r) for r in reports]
+    last = {report.identity: n for n, report in enumerate(checked)}
+    lines: list[str] = []
+    size = 0
+    left: list[list[str]] = [[] for _ in checked]
+    names: set[str] = set()
+
+    def place(n: int, name: str, line: str) -> None:
+        nonlocal size
+        if name in names:  # a name GitLab would read twice: the first one stays
+            return
+        if len(lines) == DOTENV_MAX or size + len(line.encode()) + 1 >= DOTENV_BYTES:
+            left[n].append(name)
+            return
+        names.add(name)
         lines.append(line)
         size += len(line.encode()) + 1
-    return "".join(x + "\n" for x in lines)
+
+    shown = [(n, r) for n, r in enumerate(checked) if last[r.identity] == n]
+    for n, report in shown:
+        name = f"{dotenv_prefix(report.identity)}STATUS"
+        place(n, name, f"{name}={report.status.value}")
+    for n, report in shown:
+        prefix = dotenv_prefix(report.identity)
+        outputs = report.outputs
+        for key in sorted(outputs):
+            value = outputs[key]
+            text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            name = _DOTENV_KEY.sub("_", f"{prefix}{key}").upper()
+            if _LINE_BREAK.search(text) or name.endswith("_STATUS"):
+                continue
+            place(n, name, f"{name}={text}")
+    return "".join(x + "\n" for x in lines), left
 
 
 def merge_reports(reports: Sequence[Report], expected: int | None = None) -> dict[str, Any]:

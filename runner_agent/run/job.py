@@ -6,7 +6,7 @@ caller hands in (the GitLab side lives a layer beside this one)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +17,20 @@ from runner_agent.report.files import write_dotenv, write_reports
 from runner_agent.report.model import Report, Status, merge_reports
 from runner_agent.run.runtime import Interrupted, RunContext, run_tasks, skipped_report
 
-__all__ = ["Deliveries", "blocked_by", "deliver", "run_job", "run_or_roll_back"]
+__all__ = ["Deliveries", "blocked_by", "deliver", "failed_before", "run_job", "run_or_roll_back"]
 
 
 @dataclass(frozen=True)
 class Deliveries:
-    """Where a job's reports go; ``dotenv`` takes one task's report."""
+    """Where a job's reports go: ``report`` one file (a summary for several tasks),
+    ``reports`` one file per task (a grouped job: the collect job counts every task's), and
+    ``dotenv`` every task's status and outputs within GitLab's limits."""
 
     report: Path | None = None
     dotenv: Path | None = None
     html: Path | None = None
     publish: Callable[[list[Report]], None] | None = None  # a dispatched job's upload
+    reports: tuple[Path, ...] = ()  # per task, in the tasks' order
 
 
 def blocked_by(after: Sequence[Path]) -> str:
@@ -43,12 +46,34 @@ def blocked_by(after: Sequence[Path]) -> str:
     return ""
 
 
+def failed_before(after: Sequence[Path]) -> tuple[str, dict[str, str]]:
+    """What the reports in ``after`` leave: why every task must be skipped (a report missing
+    or unreadable: what its job held is unknown), else the identities whose report did not
+    succeed -> why the tasks following them are skipped."""
+    found: dict[str, str] = {}
+    for path in after:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            status = data.get("status")
+        except (OSError, ValueError, AttributeError, RecursionError):
+            return blocked_by([path]), {}
+        if status != Status.SUCCESS.value:
+            why = f"skipped: the task before this one ended {status} ({path})"
+            found.setdefault(str(data.get("identity")), why)
+    return "", found
+
+
 def deliver(reports: list[Report], to: Deliveries) -> None:
-    """Write the report files, then publish. Raises OSError, InvalidInput (the HTML page)."""
+    """Write the report files, then publish. Raises OSError, InvalidInput (the HTML page).
+
+    The dotenv is made first: a task whose variables GitLab's limits leave out says so in
+    its report's notes."""
+    if to.dotenv:
+        write_dotenv(to.dotenv, reports)
     if to.report:
         write_reports(to.report, reports)
-    if to.dotenv:
-        write_dotenv(to.dotenv, reports[0])
+    for path, report in zip(to.reports, reports, strict=False):
+        write_reports(path, [report])
     if to.html:
         from runner_agent.report.html import write_html
 
@@ -57,18 +82,20 @@ def deliver(reports: list[Report], to: Deliveries) -> None:
         to.publish(reports)
 
 
-def run_or_roll_back(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
+def run_or_roll_back(
+    tasks: Sequence[Task], ctx: RunContext, failed: Mapping[str, str] | None = None
+) -> list[Report]:
     """Run the tasks; a task with ``rollback`` (a dispatched ``runner-agent rollback``) rolls
     its identity back instead (docs/safety.md): a lock held elsewhere or a bad revision is
     that task's report (locked, error), as the job must report every task."""
     if not any(t.rollback is not None for t in tasks):
-        return run_tasks(tasks, ctx)
+        return run_tasks(tasks, ctx, failed)
     from runner_agent.run.rollback import rollback
 
     reports: list[Report] = []
     for task in tasks:
         if task.rollback is None:
-            reports.extend(run_tasks([task], ctx))
+            reports.extend(run_tasks([task], ctx, failed))
             continue
         to = str(task.rollback.get("to", "previous"))
         force = bool(task.rollback.get("force", False))
@@ -84,15 +111,20 @@ def run_or_roll_back(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
 def run_job(
     tasks: Sequence[Task], ctx: RunContext, *, after: Sequence[Path], to: Deliveries
 ) -> list[Report]:
-    """Run the tasks, or skip them all when ``after`` names a report that is missing or did
-    not succeed; deliver the reports either way. A stop (Interrupted) still delivers what
-    each task did, then goes on. Raises InvalidInput (a secret not set: nothing ran)."""
-    blocked = blocked_by(after)
+    """Run the tasks and deliver their reports. ``after`` names reports of tasks run before
+    (another job's): a missing one skips every task; one that did not succeed skips the tasks
+    that follow its identity (same identity, or reading its outputs) and their followers, or
+    every task when none does (a report given for the whole run). A stop (Interrupted) still
+    delivers what each task did, then goes on. Raises InvalidInput (a secret not set)."""
+    blocked, failed = failed_before(after)
+    related = {i for t in tasks for i in (t.identity, *t.outputs_from)}
+    if failed and not related & set(failed):  # a report given for the whole run
+        blocked = next(iter(failed.values()))
     if blocked:
         reports = [skipped_report(t, ctx, blocked) for t in tasks]
     else:
         try:
-            reports = run_or_roll_back(tasks, ctx)
+            reports = run_or_roll_back(tasks, ctx, failed)
         except Interrupted as exc:
             # uploads give up STOP_GRACE seconds after the signal: the runner kills soon
             with deferred():

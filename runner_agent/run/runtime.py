@@ -74,16 +74,21 @@ def resolve_env(tasks: Sequence[Task], environ: Mapping[str, str]) -> list[str]:
     return secrets
 
 
-def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
+def run_tasks(
+    tasks: Sequence[Task], ctx: RunContext, failed_before: Mapping[str, str] | None = None
+) -> list[Report]:
     """Run tasks in order, independent ones side by side in shared ansible-playbook runs. A
-    task after a failure of its identity, or of an identity whose outputs it reads, is skipped.
+    task after a failure of its identity, or of an identity whose outputs it reads, is skipped;
+    ``failed_before`` names identities that failed before this run (another job's report:
+    ``run --after``) with the reason their followers give.
 
     Raises InvalidInput (a secret's variable is not set) before anything runs, and
     Interrupted on a stop."""
     ctx.secrets = tuple(resolve_env(tasks, ctx.environ))
     ctx.redactor.add(ctx.secrets)
     check_states(tasks, ctx.store)
-    broken: set[str] = set()
+    earlier = dict(failed_before or {})
+    broken: set[str] = set(earlier)
     reports: dict[int, Report] = {}
     for batch in batches(tasks, ctx.batch_size):
         runnable = []
@@ -91,7 +96,12 @@ def run_tasks(tasks: Sequence[Task], ctx: RunContext) -> list[Report]:
             task = tasks[index]
             blocked = broken & {task.identity, *task.outputs_from}
             if blocked:
-                why = f"skipped: {', '.join(sorted(blocked))} failed earlier"
+                reasons = [earlier[i] for i in sorted(blocked) if i in earlier]
+                why = (
+                    reasons[0]
+                    if reasons
+                    else f"skipped: {', '.join(sorted(blocked))} failed earlier"
+                )
                 reports[index] = skipped_report(task, ctx, why)
                 broken.add(task.identity)
             else:

@@ -20,7 +20,13 @@ FIXTURES = Path(__file__).resolve().parents[1] / "pipeline" / "fixtures"
 @pytest.fixture(autouse=True)
 def _outside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests may run inside a GitLab job: its variables must not leak into the options."""
-    for name in ("CI_PROJECT_DIR", "CI_JOB_NAME", "RA_MAX_JOBS", "RA_DEFAULT_TAGS"):
+    for name in (
+        "CI_PROJECT_DIR",
+        "CI_JOB_NAME",
+        "RA_MAX_JOBS",
+        "RA_DEFAULT_TAGS",
+        "RA_TASKS_PER_JOB",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -35,7 +41,82 @@ def test_render_prints_yaml(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", str(FIXTURES / "mixed.yml")]) == 0
     out = capsys.readouterr().out
     assert ci_schema.problems(out) == []
-    assert "acme/web:update:2" in yaml.safe_load(out)
+    assert "acme/web:install:0+1" in yaml.safe_load(out)  # acme/web's two tasks, one job
+
+
+def test_tasks_per_job_groups_tasks_of_the_same_runners(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = [
+        {
+            "identity": f"acme/n{i}",
+            "agent": "kv_file",
+            "runner": {"tags": ["dc1"]},
+            "config": {"path": f"/tmp/n{i}.json", "values": {"k": "v"}},
+        }
+        for i in range(40)
+    ]
+    source = tmp_path / "tasks.yml"
+    source.write_text(yaml.safe_dump(items))
+    counts = {}
+    for per_job in ("1", "5", "40"):
+        args = ["render", str(source), "--tasks-per-job", per_job, "--lock-shards", "2"]
+        assert main(args) == 0
+        doc = yaml.safe_load(capsys.readouterr().out)
+        jobs = {n: j for n, j in doc.items() if n.startswith("acme/")}
+        counts[per_job] = len(jobs)
+        assert {j["resource_group"] for j in jobs.values()} <= {
+            "runner-agent/shard-000",
+            "runner-agent/shard-001",
+        }
+        ran = [f for j in jobs.values() for f in re.findall(r"tasks/(\d+)\.json", j["script"][0])]
+        assert sorted(ran) == [f"{i:04d}" for i in range(40)]  # every task exactly once
+    # one shard holds more than 5 of 40 tasks: more jobs than 40 / 5; 2 shards, 2 jobs
+    assert counts["1"] == 40 and 8 <= counts["5"] <= 9 and counts["40"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--tasks-per-job", "0"], "--tasks-per-job"),
+        (["--tasks-per-job", "x"], "--tasks-per-job"),
+        (["--tasks-per-job", "-3"], "--tasks-per-job"),
+        (["--lock-shards", "0"], "--lock-shards"),
+        (["--lock-shards", "257"], "--lock-shards"),
+    ],
+)
+def test_bad_grouping_values_exit_2_naming_the_flag(
+    args: list[str], flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "out" / "p.yml"
+    cmd = [
+        "render",
+        str(FIXTURES / "mixed.yml"),
+        "-f",
+        str(out_file),
+        "--project-dir",
+        str(tmp_path),
+    ]
+    assert main([*cmd, *args]) == 2
+    assert flag in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_reads_tasks_per_job_from_its_variable(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RA_TASKS_PER_JOB", "abc")  # a bad value names the variable's flag
+    args = ["plan", "--project-dir", str(project), "--task-file", "tasks/mixed.yml"]
+    assert main(args) == 2
+    assert "--tasks-per-job" in capsys.readouterr().err
+    monkeypatch.setenv("RA_TASKS_PER_JOB", "1")
+    assert main(args) == 0
+    doc = yaml.safe_load((project / ".runner-agent/pipeline.yml").read_text())
+    assert sorted(n for n in doc if n.startswith("acme/")) == [
+        "acme/cache:update:1",
+        "acme/db:digest:3",
+        "acme/web:install:0+1",
+    ]
 
 
 def test_render_writes_the_pipeline_and_its_task_files(
@@ -117,7 +198,7 @@ def test_plan_an_identity_from_the_repository_with_another_command(project: Path
     args = ["plan", "--project-dir", str(project), "--identity", "acme/web", "--command", "cycle"]
     assert main(args) == 0
     doc = yaml.safe_load((project / ".runner-agent/pipeline.yml").read_text())
-    assert [n for n in doc if n.startswith("acme/")] == ["acme/web:cycle:0", "acme/web:cycle:1"]
+    assert [n for n in doc if n.startswith("acme/")] == ["acme/web:cycle:0+1"]
     task = json.loads((project / ".runner-agent/tasks/0000.json").read_text())
     assert task["config"]["path"] == "/etc/acme/web.json"
 

@@ -181,7 +181,8 @@ def test_plan_writes_the_parts_and_summarize_reads_them(
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(
         "plan", "--dispatch-id", bundle.dispatch_id, "--checksum", bundle.checksum,
-        "--max-jobs", "3", "--tasks-from-job", "runner-agent-plan", "-o", "json",
+        "--max-jobs", "3", "--tasks-per-job", "1", "--tasks-from-job", "runner-agent-plan",
+        "-o", "json",
     )  # fmt: skip
     assert code == 0, err
     written = json.loads(out)

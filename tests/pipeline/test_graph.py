@@ -54,22 +54,19 @@ def test_every_job_is_a_node_and_every_need_an_arrow() -> None:
     assert text.startswith("flowchart LR\n")
     nodes, edges = parse(text)
     labels = sorted(nodes.values())
+    # acme/web's two tasks share one job: one node naming both, in the order they run
+    web = "<b>acme/web</b><br/>install<br/><b>acme/web</b><br/>update<br/><i>dc1</i>"
     assert labels == [
         "<b>acme/app</b><br/>digest: install or update",
         "<b>acme/cache</b><br/>digest: install or update",
-        "<b>acme/web</b><br/>install<br/><i>dc1</i>",
-        "<b>acme/web</b><br/>update<br/><i>dc1</i>",
+        web,
         "runner-agent-collect<br/>after all, always",
     ]
-    web_install, web_update = (
-        "<b>acme/web</b><br/>install<br/><i>dc1</i>",
-        "<b>acme/web</b><br/>update<br/><i>dc1</i>",
-    )
     cache, app = (
         "<b>acme/cache</b><br/>digest: install or update",
         "<b>acme/app</b><br/>digest: install or update",
     )
-    assert edges == {(web_install, "then", web_update), (cache, "outputs", app)}
+    assert edges == {(cache, "outputs", app)}
     # the same picture as the pipeline GitLab runs: one arrow per `needs` inside it
     doc = yaml.safe_load(pipelines[0].text)
     inside = [n for j in pipelines[0].jobs for n in doc[j].get("needs", []) if "pipeline" not in n]
@@ -77,9 +74,19 @@ def test_every_job_is_a_node_and_every_need_an_arrow() -> None:
 
 
 def test_without_the_tasks_the_labels_come_from_the_job_names() -> None:
-    items = tasks()
+    items = [t for t in tasks() if t.identity != "acme/web"]  # one task per job
     pipelines = render_child(items, RenderOptions())
     assert mermaid(pipelines) == mermaid(pipelines, items)
+
+
+def test_an_identity_cut_by_runner_tags_draws_a_then_arrow() -> None:
+    items = tasks_from_data(
+        [kv("acme/web", runner={"tags": ["dc1"]}), kv("acme/web", runner={"tags": ["dc2"]})],
+        "<t>",
+        default_registry(),
+    )
+    _, edges = parse(mermaid(render_child(items, RenderOptions(tasks_per_job=20)), items))
+    assert {kind for _, kind, _ in edges} == {"then"}
 
 
 def test_a_split_task_set_draws_one_box_per_part() -> None:
@@ -93,7 +100,7 @@ def test_a_split_task_set_draws_one_box_per_part() -> None:
     )
     assert text.count(":::collect") == len(pipelines)
     _, edges = parse(text)
-    assert {kind for _, kind, _ in edges} == {"then", "outputs"}  # kept inside their part
+    assert {kind for _, kind, _ in edges} == {"outputs"}  # kept inside their part
 
 
 def test_labels_cannot_break_out_of_their_quotes() -> None:
@@ -108,7 +115,7 @@ def test_render_graph_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     page = tmp_path / "docs" / "pipeline.md"
     assert main(["render", str(items), "--graph", str(page)]) == 0
     printed = capsys.readouterr().out
-    assert "acme/web:digest:0:" in printed  # the YAML, as without --graph
+    assert "acme/web:digest:0+1" in printed  # the YAML, as without --graph
     text = page.read_text()
     assert text.startswith("```mermaid\nflowchart LR\n") and text.endswith("```\n")
     pipelines = render_child(

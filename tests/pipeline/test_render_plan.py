@@ -57,7 +57,9 @@ def test_plan_first_runs_dry_runs_then_waits_at_one_gate_per_identity() -> None:
     assert doc["stages"] == ["check", "plan", "approve", "agents", "collect"]
     jobs = jobs_of(pipeline.text)
     checks = {n: j for n, j in jobs.items() if j["stage"] == "check"}
-    assert len(checks) == 3
+    assert len(checks) == 2  # a job per identity: acme/web's two tasks share theirs
+    web_check = checks["check:acme/web:digest:0+1"]["script"][0]
+    assert "tasks/0000.json' '.runner-agent/tasks/0001.json' --check" in web_check
     for job in checks.values():
         assert "--check" in job["script"][0] and "resource_group" not in job
         assert job["variables"] == {"RA_DISPATCH_ID": ""}  # no report upload to the dispatch
@@ -65,6 +67,7 @@ def test_plan_first_runs_dry_runs_then_waits_at_one_gate_per_identity() -> None:
     plan = jobs[PLAN_JOB]
     assert plan["stage"] == "plan" and plan["when"] == "always"
     assert "--markdown '.runner-agent/plan.md'" in plan["script"][0]
+    assert plan["script"][0].endswith("--expect 3")  # a dry-run report per task
     assert plan["artifacts"]["expose_as"] == "runner-agent plan"
     assert ".runner-agent/plan.md" in plan["artifacts"]["paths"]
     for identity in ("acme/web", "acme/db"):
@@ -73,11 +76,21 @@ def test_plan_first_runs_dry_runs_then_waits_at_one_gate_per_identity() -> None:
         assert gate["environment"] == {"name": f"runner-agent/{identity}", "action": "prepare"}
         assert gate["needs"] == [{"job": PLAN_JOB, "artifacts": False}]
     applies = {n: j for n, j in jobs.items() if j["stage"] == "agents"}
-    assert len(applies) == 3
+    assert len(applies) == 2  # with plan_first a job holds one identity, its environment's
     for job in applies.values():
-        identity = job["resource_group"].removeprefix("runner-agent/")
+        identity = job["environment"]["name"].removeprefix("runner-agent/")
         assert {"job": gate_name(identity), "artifacts": False} in job["needs"]
         assert job["environment"] == {"name": f"runner-agent/{identity}", "action": "start"}
+        assert job["resource_group"].startswith("runner-agent/shard-")  # the lock shard
+
+
+def test_plan_first_keeps_one_identity_per_job_whatever_tasks_per_job() -> None:
+    found = tasks(*((f"acme/s{i}", "update") for i in range(8)))
+    opts = RenderOptions(plan_first=True, tasks_per_job=20, lock_shards=1)
+    (pipeline,) = render_child(found, opts)
+    assert [len(t) for t in pipeline.job_tasks.values()] == [1] * 8
+    (grouped,) = render_child(found, RenderOptions(tasks_per_job=20, lock_shards=1))
+    assert len(grouped.job_tasks) == 1
 
 
 def test_without_plan_first_nothing_changes() -> None:

@@ -111,6 +111,22 @@ class Kill:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+def _inputs_errors(spec: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """GitLab's checks of a pipeline's inputs against the CI file's spec:inputs: no unknown
+    input, and a `type: number` input takes a number, not a string
+    (lib/gitlab/ci/config/interpolation/inputs.rb, inputs/number_input.rb)."""
+    errors = []
+    unknown = [name for name in given if name not in spec]
+    if unknown:
+        errors.append(f"unknown input arguments: {', '.join(unknown)}")
+    for name, value in given.items():
+        kind = (spec.get(name) or {}).get("type", "string")
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "number" and not numeric:
+            errors.append(f"`{name}` input: provided value is not a number")
+    return errors
+
+
 @dataclass
 class GitLabStandIn(FakeGitLab):
     project_repo: Path = Path()
@@ -186,10 +202,17 @@ class GitLabStandIn(FakeGitLab):
         header = documents[0] if len(documents) == 2 and isinstance(documents[0], dict) else {}
         allowed = {"inputs"} | (set() if self.older_than("18.10") else {"description"})
         unknown = sorted(set(header.get("spec") or {}) - allowed)
-        if not unknown:
+        errors = (
+            [f"header:spec config contains unknown keys: {', '.join(unknown)}"] if unknown else []
+        )
+        inputs = (call.json() or {}).get("inputs") or {}
+        # a version that reads no inputs ignores them (fake_gitlab's _accept drops them)
+        inputs_from = "17.11" if "/trigger/" in call.path else "17.10"
+        if isinstance(inputs, dict) and inputs and not self.older_than(inputs_from):
+            errors += _inputs_errors(((header.get("spec") or {}).get("inputs") or {}), inputs)
+        if not errors:
             return None
-        error = f"header:spec config contains unknown keys: {', '.join(unknown)}"
-        return self._ok({"message": {"base": [error]}}, 400)
+        return self._ok({"message": {"base": errors}}, 400)
 
     def _do_cancel_post(self, m: re.Match[str], call: Call) -> Answer:
         run = self.runs.get(int(m["id"]))

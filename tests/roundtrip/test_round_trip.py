@@ -37,12 +37,13 @@ def kv_etcd(identity: str, etcd: EtcdPrefix, values: dict[str, str]) -> Any:
 
 
 def dispatch_and_wait(
-    cli: Cli, tmp_path: Path, name: str, tasks: list[Any]
+    cli: Cli, tmp_path: Path, name: str, tasks: list[Any], *flags: str
 ) -> tuple[int, Any, str]:
     """``dispatch --wait -o json``: the exit code, the summary printed, the handle."""
     path = tmp_path / f"{name}.yml"
     path.write_text(yaml.safe_dump(tasks, sort_keys=False))
-    code, out, err = cli("dispatch", str(path), "--wait", "--interval", "1", "-o", "json")
+    args = ("dispatch", str(path), *flags, "--wait", "--interval", "1", "-o", "json")
+    code, out, err = cli(*args)
     handles = [line for line in err.splitlines() if line.startswith("{")]
     assert handles, err
     return code, json.loads(out), handles[-1]
@@ -245,7 +246,10 @@ def test_faults_lose_no_report_and_start_no_second_pipeline(
     term = standin.kill_job_midway("0001.json", signal.SIGTERM)
     dead = standin.kill_job_midway("0002.json", signal.SIGKILL)
 
-    code, summary, handle = dispatch_and_wait(cli, tmp_path, "faults", tasks)
+    # a job per task (the input tasks_per_job): each killed job holds one task only
+    code, summary, handle = dispatch_and_wait(
+        cli, tmp_path, "faults", tasks, "--tasks-per-job", "1"
+    )
 
     assert term.done.is_set() and dead.done.is_set()
     assert standin.pending_faults() == []  # every fault was met
