@@ -55,8 +55,9 @@ lint: $(VENV)/.stamp
 typecheck: $(VENV)/.stamp
 	$(BIN)/mypy
 
+# three workers on two cores: the tests mostly wait on Ansible, etcd, Redis or gitlab-ci-local
 test: setup lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
