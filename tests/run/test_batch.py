@@ -114,31 +114,33 @@ def test_one_host_unreachable_in_one_task_is_tried_again_by_the_next(ctx: RunCon
         assert report.commands[0].hosts["localhost"].ok > 0
 
 
-def peek_role(root: Path) -> Path:
-    """An agent whose update publishes everything its play can see: variables, hostvars."""
-    role = root / "peek"
+def make_role(root: Path, name: str, options: str, tasks: str) -> Path:
+    """A fixture agent ``name`` under ``root`` with an ``update`` command: its argument spec's
+    options (flow YAML) and its tasks (YAML text)."""
+    role = root / name
     (role / "tasks").mkdir(parents=True)
     (role / "meta").mkdir()
     (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
-    (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: peeks\n')
+    (role / "meta" / "runner_agent.yml").write_text(f'version: "1.0.0"\ndescription: {name}\n')
     (role / "meta" / "argument_specs.yml").write_text(
-        "argument_specs:\n  update:\n    short_description: Peek.\n"
-        "    options: {path: {type: str, required: true}}\n"
+        f"argument_specs:\n  update:\n    short_description: {name}.\n    options: {options}\n"
     )
-    (role / "tasks" / "update.yml").write_text(
-        yaml.safe_dump(
-            [
-                {  # to a file: what the runtime reports is masked, a file is not
-                    "name": "Write down what this play sees",
-                    "ansible.builtin.copy": {
-                        "content": "{{ hostvars | to_json }} {{ vars | to_json }}",
-                        "dest": "{{ path }}",
-                    },
-                }
-            ]
-        )
-    )
+    (role / "tasks" / "update.yml").write_text(tasks)
     return root
+
+
+def peek_role(root: Path) -> Path:
+    """An agent whose update publishes everything its play can see: variables, hostvars."""
+    tasks = [
+        {  # to a file: what the runtime reports is masked, a file is not
+            "name": "Write down what this play sees",
+            "ansible.builtin.copy": {
+                "content": "{{ hostvars | to_json }} {{ vars | to_json }}",
+                "dest": "{{ path }}",
+            },
+        }
+    ]
+    return make_role(root, "peek", "{path: {type: str, required: true}}", yaml.safe_dump(tasks))
 
 
 def test_a_secret_of_one_task_is_not_visible_to_another_tasks_play(
@@ -270,37 +272,19 @@ def test_a_resolved_value_that_does_not_fit_the_spec_fails_its_task_before_ansib
 def broken_role(root: Path) -> Path:
     """An agent whose entry point names a module that does not exist: Ansible refuses the
     whole playbook that imports it, before any play starts."""
-    role = root / "broken"
-    (role / "tasks").mkdir(parents=True)
-    (role / "meta").mkdir()
-    (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
-    (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: broken\n')
-    (role / "meta" / "argument_specs.yml").write_text(
-        "argument_specs:\n  update:\n    short_description: Break.\n    options: {}\n"
-    )
-    (role / "tasks" / "update.yml").write_text(
-        "- name: No such module\n  no_such.module.here: {}\n"
-    )
-    return root
+    return make_role(root, "broken", "{}", "- name: No such module\n  no_such.module.here: {}\n")
 
 
 def stash_role(root: Path) -> Path:
     """An agent whose update keeps its config's message as a cacheable fact: the kind of fact
     that lives in the fact cache, beyond the play, unless the scrub callback drops it."""
-    role = root / "stash"
-    (role / "tasks").mkdir(parents=True)
-    (role / "meta").mkdir()
-    (role / "meta" / "main.yml").write_text("galaxy_info: {author: tests}\ndependencies: []\n")
-    (role / "meta" / "runner_agent.yml").write_text('version: "1.0.0"\ndescription: stash\n')
-    (role / "meta" / "argument_specs.yml").write_text(
-        "argument_specs:\n  update:\n    short_description: Stash.\n"
-        "    options: {message: {type: str, required: true}}\n"
-    )
-    (role / "tasks" / "update.yml").write_text(
+    return make_role(
+        root,
+        "stash",
+        "{message: {type: str, required: true}}",
         "- name: Keep the message as a cacheable fact\n"
-        "  ansible.builtin.set_fact: {stashed: '{{ message }}', cacheable: true}\n"
+        "  ansible.builtin.set_fact: {stashed: '{{ message }}', cacheable: true}\n",
     )
-    return root
 
 
 def test_a_cacheable_fact_of_one_task_is_not_visible_to_the_next_play(
