@@ -11,17 +11,22 @@ import json
 import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 import yaml
-from standin import GIT, Cli, GitLabStandIn, _agents, _descendants, _processes
+from fake_gitlab import CANARY_TOKEN
+from standin import GIT, Cli, GitLabStandIn, _agents, _descendants, _processes, _timeout_errors
 
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, SUMMARY_FILE
 from runner_agent.gitlab.state_store import STATE_PACKAGE
+from runner_agent.pipeline.ci_schema import MAX_JOB_TIMEOUT
 from runner_agent.pipeline.grouping import lock_shard
+from runner_agent.pipeline.render import _duration
 
 ONE_JOB = "runner-agent-job"
 
@@ -260,3 +265,32 @@ def test_the_one_job_keeps_what_a_grouped_job_keeps(
     ended = re.findall(r"^(ra_\d+) took \d+ms$", log, re.MULTILINE)
     commands = sum(len(r["commands_run"]) for r in summary["reports"])
     assert started == ended and len(set(started)) == commands >= 2
+
+
+def test_the_stand_in_refuses_a_one_job_timeout_over_a_month_as_gitlab_does(
+    standin: GitLabStandIn,
+) -> None:
+    """Why ``one_job`` sends longer dispatches down the parent/child path: GitLab refuses the
+    whole pipeline when the one job's timeout passes a month (Project::MAX_BUILD_TIMEOUT)."""
+
+    def create(timeout: str) -> int:
+        request = urllib.request.Request(
+            f"{standin.base}/api/v4/projects/42/pipeline",
+            data=json.dumps({"ref": "main", "inputs": {"job_timeout": timeout}}).encode(),
+            headers={"PRIVATE-TOKEN": CANARY_TOKEN, "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            error = json.loads(refused.read())
+            assert error == {
+                "message": {"base": [f"jobs:{ONE_JOB}:timeout config should not exceed the limit"]}
+            }
+            return refused.code
+
+    assert create("731h") == 400 and standin.created_pipelines() == []
+    shipped = (standin.project_repo / ".gitlab-ci.yml").read_text()
+    # the bound the grouped render caps a job at (ci_schema) passes
+    assert _timeout_errors(shipped, {"job_timeout": _duration(MAX_JOB_TIMEOUT)}) == []
