@@ -25,11 +25,19 @@ from runner_agent.core.redact import process as process_redactor
 from runner_agent.model.agents import default_registry
 from runner_agent.model.state import LocalStateStore, StateStore, default_state_dir
 from runner_agent.model.tasks import as_check, load_tasks, with_command
-from runner_agent.report.files import read_reports, write_summary
+from runner_agent.report.files import (
+    numbered_report_paths,
+    read_reports,
+    task_report_paths,
+    write_summary,
+)
 from runner_agent.report.model import Report, merge_reports, table
 from runner_agent.report.outcome import exit_code
 from runner_agent.run.job import Deliveries, run_job
 from runner_agent.run.runtime import RunContext
+
+# The one job's dotenv report, in its --dir (artifacts:reports:dotenv of runner-agent-job)
+JOB_DOTENV = "job.env"
 
 
 def _in_gitlab_job() -> bool:
@@ -83,28 +91,11 @@ def _context(registry: Any, job: Any, state_dir: Path | None, verbose: bool | No
     )
 
 
-def _report_paths(tasks: list[Any], folder: Path) -> tuple[Path, ...]:
-    """Each task's report in ``folder``, named after its task file (``0003.json`` for
-    ``tasks/0003.json``; ``web-2.json`` for the third task of ``web.yml``). Raises
-    InvalidInput when two tasks would share a name."""
-    per_file: dict[str, int] = {}
-    for task in tasks:
-        per_file[task.source] = per_file.get(task.source, 0) + 1
-    paths: list[Path] = []
-    seen: dict[Path, str] = {}
-    for task in tasks:
-        stem = Path(task.source).stem
-        name = f"{stem}.json" if per_file[task.source] == 1 else f"{stem}-{task.document}.json"
-        path = folder / name
-        if path in seen:
-            raise InvalidInput(
-                Problem(
-                    "--report-dir", f"{task.where} and {seen[path]} would both report to {path}"
-                )
-            )
-        seen[path] = task.where
-        paths.append(path)
-    return tuple(paths)
+def _warn_notes(reports: list[Report]) -> None:
+    """Each report's notes on stderr (what the job's dotenv left out, among others)."""
+    for report in reports:
+        for note in report.notes:
+            warn(f"warning: {report.identity}: {note}")
 
 
 def _check_outputs(
@@ -239,7 +230,7 @@ def run(
         tasks = with_command(tasks, command, registry)
     if check:
         tasks = as_check(tasks)
-    per_task = _report_paths(tasks, report_dir) if report_dir else ()
+    per_task = task_report_paths(tasks, report_dir) if report_dir else ()
     job = None if local else _job()
     if not local and job is None:
         raise InvalidInput(
@@ -260,9 +251,7 @@ def run(
         reports = run_job(tasks, ctx, after=after, to=to)
     finally:
         remember_secrets(list(ctx.secrets))
-    for report in reports:
-        for note in report.notes:
-            warn(f"warning: {report.identity}: {note}")
+    _warn_notes(reports)
     if output == "json":
         print_json([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict())
     else:
@@ -345,7 +334,8 @@ def collect(
     type=click.Path(file_okay=False, path_type=Path),
     default=".runner-agent",
     show_default=True,
-    help="Where the job writes summary.json, report.html and reports/ (its artifacts).",
+    help="Where the job writes summary.json, report.html, job.env (its dotenv report) and "
+    "reports/ (a report and a JUnit file per task): its artifacts.",
 )
 @click.option("--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]")
 @click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")
@@ -369,8 +359,9 @@ def job_cmd(
 
     Downloads the dispatch's bundle with the job token, verifies its checksum (nothing runs
     when it differs: exit 2), runs its tasks as `run` would (one ansible-playbook run where
-    they can share it), then writes and uploads each report and summary.json, which
-    `runner-agent reports` reads. Exits as `run` would for the same tasks.
+    they can share it), then writes what a grouped pipeline's task job writes (a report and a
+    JUnit file per task, the job's dotenv report) with report.html, and uploads each report
+    and summary.json, which `runner-agent reports` reads. Exits as `run` would.
     """
     job = _job()
     if job is None or not job.dispatch_id:
@@ -388,7 +379,12 @@ def job_cmd(
     ctx = _context(registry, job, None, verbose)
     publish_reports = _publisher(job)
     summary_path = workdir / "summary.json"
-    _check_outputs(workdir / "reports" / "tasks.json", None, workdir / "report.html", None)
+    # what a grouped pipeline's task job writes (`run --report-dir --dotenv`), by the same code:
+    # a report and a JUnit file per task, named as the plan job names the task files, and
+    # the job's one dotenv report; the agent project's YAML names these paths
+    per_task = numbered_report_paths(len(tasks), workdir / "reports")
+    dotenv_path = workdir / JOB_DOTENV
+    _check_outputs(None, dotenv_path, workdir / "report.html", None, per_task)
 
     def publish(reports: list[Report]) -> None:
         summary = merge_reports(reports, expected=len(tasks))
@@ -397,11 +393,14 @@ def job_cmd(
             publish_reports(reports)
         publish_summary(summary_path.name, summary, job, warn)  # warns, never fails
 
-    to = Deliveries(workdir / "reports" / "tasks.json", None, workdir / "report.html", publish)
+    to = Deliveries(
+        None, dotenv_path, workdir / "report.html", publish, per_task, expected=len(tasks)
+    )
     try:
         reports = run_job(tasks, ctx, after=(), to=to)
     finally:
         remember_secrets(list(ctx.secrets))
+    _warn_notes(reports)
     if output == "json":
         print_json(merge_reports(reports, expected=len(tasks)))
     else:

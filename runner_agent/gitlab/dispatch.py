@@ -52,6 +52,7 @@ from runner_agent.gitlab.inflight import (
 from runner_agent.gitlab.port import AmbiguousRequest, ApiError, GitLab
 from runner_agent.gitlab.retry import RetryPolicy
 from runner_agent.model.tasks import Task, check_tasks
+from runner_agent.pipeline.ci_schema import MAX_JOB_TIMEOUT
 from runner_agent.pipeline.grouping import DEFAULT_TASKS_PER_JOB, JobGroup, group_jobs
 from runner_agent.pipeline.render import TIMEOUT_MARGIN, RenderOptions, _duration, render_child
 
@@ -133,7 +134,8 @@ def one_job(
     one job of them (one set of runner tags, one lock shard, at most ``per_job`` tasks). Then
     every tag and the lock must have the shapes the agent project's inputs check; in
     variables mode (an older GitLab) the job takes one tag at most (RA_JOB_TAG) and the
-    tasks' deadlines must fit in the YAML's own timeout. Never with ``plan_first``
+    tasks' deadlines must fit in the YAML's own timeout, and in any mode in GitLab's longest
+    job timeout (a month): past it the parent/child path caps them. Never with ``plan_first``
     (``dispatch --plan``): the dry runs and their plan need their own jobs before the
     approve jobs (docs/safety.md).
     """
@@ -145,6 +147,10 @@ def one_job(
     group = groups[0]
     job = OneJob(group.tags, group.shard, sum(t.timeout for t in tasks) + TIMEOUT_MARGIN)
     if not all(_TAG.fullmatch(tag) for tag in job.tags) or not _LOCK.fullmatch(job.lock):
+        return None
+    if job.timeout > MAX_JOB_TIMEOUT:
+        # GitLab refuses a job timeout over a month (pipeline/ci_schema.py); the parent/child
+        # path renders these tasks, within that bound, as the grouped jobs do
         return None
     if mode is TriggerMode.VARIABLES and (len(job.tags) > 1 or job.timeout > VARIABLES_TIMEOUT):
         return None

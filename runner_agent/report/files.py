@@ -10,6 +10,7 @@ from typing import Any
 
 from runner_agent.core import fs, strict_json
 from runner_agent.core.errors import InvalidInput, Problem
+from runner_agent.model.tasks import Task
 from runner_agent.report.model import (
     DOTENV_BYTES,
     DOTENV_MAX,
@@ -20,7 +21,47 @@ from runner_agent.report.model import (
     merge_reports,
 )
 
-__all__ = ["loads", "read_reports", "write_dotenv", "write_reports", "write_summary"]
+__all__ = [
+    "loads",
+    "numbered_report_paths",
+    "read_reports",
+    "task_report_paths",
+    "write_dotenv",
+    "write_reports",
+    "write_summary",
+]
+
+
+def task_report_paths(tasks: Sequence[Task], folder: Path) -> tuple[Path, ...]:
+    """Each task's report in ``folder``, named after its task file (``0003.json`` for
+    ``tasks/0003.json``; ``web-2.json`` for the third task of ``web.yml``): what
+    ``run --report-dir`` writes. Raises InvalidInput when two tasks would share a name."""
+    per_file: dict[str, int] = {}
+    for task in tasks:
+        per_file[task.source] = per_file.get(task.source, 0) + 1
+    paths: list[Path] = []
+    seen: dict[Path, str] = {}
+    for task in tasks:
+        stem = Path(task.source).stem
+        name = f"{stem}.json" if per_file[task.source] == 1 else f"{stem}-{task.document}.json"
+        path = folder / name
+        if path in seen:
+            raise InvalidInput(
+                Problem(
+                    "--report-dir", f"{task.where} and {seen[path]} would both report to {path}"
+                )
+            )
+        seen[path] = task.where
+        paths.append(path)
+    return tuple(paths)
+
+
+def numbered_report_paths(count: int, folder: Path) -> tuple[Path, ...]:
+    """``count`` reports in ``folder`` named by position, ``0000.json`` on (wider past 10,000):
+    the names a rendered pipeline's task jobs give them, after the task files the plan job
+    writes (pipeline/render.py), so the one job of a small dispatch keeps the same files."""
+    width = max(4, len(str(count - 1)))
+    return tuple(folder / f"{i:0{width}d}.json" for i in range(count))
 
 
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:

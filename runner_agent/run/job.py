@@ -31,6 +31,7 @@ class Deliveries:
     html: Path | None = None
     publish: Callable[[list[Report]], None] | None = None  # a dispatched job's upload
     reports: tuple[Path, ...] = ()  # per task, in the tasks' order
+    expected: int | None = None  # tasks the HTML page's summary counts (missing ones too)
 
 
 def blocked_by(after: Sequence[Path]) -> str:
@@ -77,7 +78,7 @@ def deliver(reports: list[Report], to: Deliveries) -> None:
     if to.html:
         from runner_agent.report.html import write_html
 
-        write_html(to.html, reports, summary=merge_reports(reports))
+        write_html(to.html, reports, summary=merge_reports(reports, expected=to.expected))
     if to.publish is not None:
         to.publish(reports)
 

@@ -23,6 +23,7 @@ from runner_agent.gitlab.dispatch import (
     one_job,
 )
 from runner_agent.model.agents import AgentRegistry, default_registry
+from runner_agent.pipeline.ci_schema import MAX_JOB_TIMEOUT
 from runner_agent.pipeline.grouping import lock_shard
 
 TEMPLATES = ["agent-project.gitlab-ci.yml", "component/templates/agent.yml"]
@@ -166,3 +167,14 @@ def test_the_job_command_refuses_an_altered_bundle_and_runs_nothing(
     assert code == 2 and "checksum mismatch" in err
     assert not target.exists() and not (tmp_path / "out").exists()
     assert [c.method for c in fake.calls] == ["GET"]  # the bundle, and nothing uploaded
+
+
+def test_tasks_longer_than_gitlabs_longest_job_take_the_parent_child_path(
+    registry: AgentRegistry,
+) -> None:
+    # GitLab refuses a job timeout over a month (Project::MAX_BUILD_TIMEOUT; ci_schema): four
+    # week-long tasks of one identity fit in one job, five do not
+    week = [kv_task(timeout="168h") for _ in range(5)]
+    four = one_job(make_tasks(registry, *week[:4]), TriggerMode.INPUTS)
+    assert four is not None and four.timeout <= MAX_JOB_TIMEOUT
+    assert one_job(make_tasks(registry, *week), TriggerMode.INPUTS) is None

@@ -127,6 +127,46 @@ def _inputs_errors(spec: dict[str, Any], given: dict[str, Any]) -> list[str]:
     return errors
 
 
+# Project::MAX_BUILD_TIMEOUT, 1.month in ActiveSupport (30.436875 days): a job's `timeout`
+# may not pass it (lib/gitlab/ci/config/entry/timeout.rb; the DurationValidator's
+# "should not exceed the limit", lib/gitlab/config/entry/validators.rb)
+MAX_BUILD_TIMEOUT = 2_629_746
+_DURATION_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _timeout_errors(text: str, given: dict[str, Any]) -> list[str]:
+    """GitLab's check of each job's `timeout` once the inputs are interpolated: over a month
+    refuses the pipeline. Only the forms the shipped YAML can take (<n>s/m/h/d/w parts)."""
+    documents = text.split("\n---\n", 1)
+    if len(documents) != 2:
+        return []
+    try:
+        header = yaml.safe_load(documents[0]) or {}
+    except yaml.YAMLError:
+        return []  # the engine refuses the file: the run says why
+    spec = ((header.get("spec") or {}) if isinstance(header, dict) else {}).get("inputs") or {}
+    values = {k: (v or {}).get("default") for k, v in spec.items()} | given
+
+    def value(m: re.Match[str]) -> str:
+        got = values.get(m["name"])
+        return got if isinstance(got, str) else json.dumps(got)
+
+    body = re.sub(r"\$\[\[\s*inputs\.(?P<name>\w+)\s*\]\]", value, documents[1])
+    try:
+        jobs = yaml.safe_load(body) or {}
+    except yaml.YAMLError:
+        return []
+    errors = []
+    for name, job in jobs.items() if isinstance(jobs, dict) else []:
+        timeout = job.get("timeout") if isinstance(job, dict) else None
+        if not isinstance(timeout, str):
+            continue
+        parts = re.findall(r"(\d+)\s*([smhdw])", timeout)
+        if sum(int(n) * _DURATION_UNIT[u] for n, u in parts) > MAX_BUILD_TIMEOUT:
+            errors.append(f"jobs:{name}:timeout config should not exceed the limit")
+    return errors
+
+
 @dataclass
 class GitLabStandIn(FakeGitLab):
     project_repo: Path = Path()
@@ -210,6 +250,9 @@ class GitLabStandIn(FakeGitLab):
         inputs_from = "17.11" if "/trigger/" in call.path else "17.10"
         if isinstance(inputs, dict) and inputs and not self.older_than(inputs_from):
             errors += _inputs_errors(((header.get("spec") or {}).get("inputs") or {}), inputs)
+        if not errors and shown.returncode == 0:
+            given = inputs if isinstance(inputs, dict) and not self.older_than(inputs_from) else {}
+            errors += _timeout_errors(shown.stdout, given)
         if not errors:
             return None
         return self._ok({"message": {"base": errors}}, 400)

@@ -6,18 +6,27 @@ rest of the dispatches still take."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
-from standin import GIT, Cli, GitLabStandIn, _agents, _descendants, _processes
+from fake_gitlab import CANARY_TOKEN
+from standin import GIT, Cli, GitLabStandIn, _agents, _descendants, _processes, _timeout_errors
 
 from runner_agent.gitlab.bundle import DISPATCH_PACKAGE, SUMMARY_FILE
 from runner_agent.gitlab.state_store import STATE_PACKAGE
+from runner_agent.pipeline.ci_schema import MAX_JOB_TIMEOUT
+from runner_agent.pipeline.grouping import lock_shard
+from runner_agent.pipeline.render import _duration
 
 ONE_JOB = "runner-agent-job"
 
@@ -199,3 +208,89 @@ def test_without_its_default_tag_the_one_job_would_wait_for_a_runner_forever(
         (ONE_JOB, ["$RA_JOB_TAG"])
     ]
     assert not (tmp_path / "u.json").exists()  # no runner took the job
+
+
+def _same_shard(count: int) -> list[str]:
+    """Identities of one lock shard: tasks of several identities that still fit in one job."""
+    shard = lock_shard("acme/j0", 16)
+    return [n for n in (f"acme/j{i}" for i in range(400)) if lock_shard(n, 16) == shard][:count]
+
+
+def test_the_one_job_keeps_what_a_grouped_job_keeps(
+    standin: GitLabStandIn, cli: Cli, tmp_path: Path
+) -> None:
+    """Reports stay per task whatever the grouping (issue 13): a report and a JUnit file per
+    task, the job's dotenv report (statuses and outputs within GitLab's limits), log sections,
+    the HTML page and summary.json, as the task jobs of a grouped pipeline leave them."""
+    identities = _same_shard(2)
+    out = tmp_path / "out"
+    tasks = [
+        kv_file(i, out / f"{i.split('/')[1]}.json", {"n": n}) for n, i in enumerate(identities)
+    ]
+
+    code, summary, handle = _dispatch_wait(cli, _write(tmp_path, "two", tasks))
+
+    assert (code, summary["counts"]) == (0, {"success": 2}), summary
+    pipeline = handle["pipeline_id"]
+    assert _job_names(standin, pipeline) == [ONE_JOB]
+    run = standin.runs[pipeline]
+    kept = run.checkout / ".gitlab-ci-local" / "artifacts" / ONE_JOB
+    reports = kept / ".runner-agent" / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == [
+        "0000.json",
+        "0000.junit.xml",
+        "0001.json",
+        "0001.junit.xml",
+    ]
+    for n, identity in enumerate(identities):
+        report = json.loads((reports / f"000{n}.json").read_text())
+        assert (report["identity"], report["status"]) == (identity, "success")
+        case = ElementTree.parse(reports / f"000{n}.junit.xml").getroot().find(".//testcase")
+        assert case is not None and identity in str(case.get("classname")) + str(case.get("name"))
+    # the job's one dotenv report (artifacts:reports:dotenv), as gitlab-ci-local keeps it
+    (env,) = (kept / ".gitlab-ci-reports" / "dotenv").rglob("*.env")
+    lines = env.read_text().splitlines()
+    for identity in identities:
+        name = identity.upper().replace("/", "_")
+        written = (out / f"{identity.split('/')[1]}.json").read_bytes()
+        assert f"RA_{name}_STATUS=success" in lines
+        assert f"RA_{name}_SHA256={hashlib.sha256(written).hexdigest()}" in lines
+    page = (kept / ".runner-agent" / "report.html").read_text()
+    assert all(identity in page for identity in identities)
+    assert json.loads((kept / ".runner-agent" / "summary.json").read_text()) == summary
+    # a log section per command run, which GitLab folds (doc/ci/jobs/job_logs.md);
+    # gitlab-ci-local reads the markers and logs "<name>_started" and "<name> took <n>ms"
+    log = (run.checkout / ".gitlab-ci-local" / "output" / f"{ONE_JOB}.log").read_text()
+    started = re.findall(r"^(ra_\d+)_started$", log, re.MULTILINE)
+    ended = re.findall(r"^(ra_\d+) took \d+ms$", log, re.MULTILINE)
+    commands = sum(len(r["commands_run"]) for r in summary["reports"])
+    assert started == ended and len(set(started)) == commands >= 2
+
+
+def test_the_stand_in_refuses_a_one_job_timeout_over_a_month_as_gitlab_does(
+    standin: GitLabStandIn,
+) -> None:
+    """Why ``one_job`` sends longer dispatches down the parent/child path: GitLab refuses the
+    whole pipeline when the one job's timeout passes a month (Project::MAX_BUILD_TIMEOUT)."""
+
+    def create(timeout: str) -> int:
+        request = urllib.request.Request(
+            f"{standin.base}/api/v4/projects/42/pipeline",
+            data=json.dumps({"ref": "main", "inputs": {"job_timeout": timeout}}).encode(),
+            headers={"PRIVATE-TOKEN": CANARY_TOKEN, "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as refused:
+            error = json.loads(refused.read())
+            assert error == {
+                "message": {"base": [f"jobs:{ONE_JOB}:timeout config should not exceed the limit"]}
+            }
+            return refused.code
+
+    assert create("731h") == 400 and standin.created_pipelines() == []
+    shipped = (standin.project_repo / ".gitlab-ci.yml").read_text()
+    # the bound the grouped render caps a job at (ci_schema) passes
+    assert _timeout_errors(shipped, {"job_timeout": _duration(MAX_JOB_TIMEOUT)}) == []
