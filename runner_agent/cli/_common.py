@@ -81,6 +81,17 @@ def agents_path_option(func: F) -> F:
     )(func)
 
 
+def bundle_options(func: F) -> F:
+    """--dispatch-id and --checksum: which dispatch's bundle a job fetches, and the sha256 it
+    must have (set by the agent project from its inputs, as RA_DISPATCH_ID and RA_CHECKSUM)."""
+    func = click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")(
+        func
+    )
+    return click.option(
+        "--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]"
+    )(func)
+
+
 def html_option(help_text: str) -> Callable[[F], F]:
     """--html FILE: the reports as one HTML page, besides what the command prints."""
     return click.option(

@@ -11,7 +11,12 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from runner_agent.cli._common import agents_path_option, output_option, print_json
+from runner_agent.cli._common import (
+    agents_path_option,
+    bundle_options,
+    output_option,
+    print_json,
+)
 from runner_agent.core import fs
 from runner_agent.core.errors import InvalidInput, Problem
 from runner_agent.model.agents import default_registry
@@ -232,8 +237,7 @@ def _graph(pipelines: list[Any], tasks: list[Any], target: str) -> None:
     show_default=True,
     help="Where to write the child pipeline (see `render --file`), relative to --project-dir.",
 )
-@click.option("--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]")
-@click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")
+@bundle_options
 @click.option(
     "--task-file",
     envvar="RA_TASK_FILE",

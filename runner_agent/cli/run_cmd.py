@@ -11,6 +11,7 @@ import click
 
 from runner_agent.cli._common import (
     agents_path_option,
+    bundle_options,
     check_option,
     html_option,
     output_option,
@@ -337,8 +338,7 @@ def collect(
     help="Where the job writes summary.json, report.html, job.env (its dotenv report) and "
     "reports/ (a report and a JUnit file per task): its artifacts.",
 )
-@click.option("--dispatch-id", envvar="RA_DISPATCH_ID", default="", help="[env: RA_DISPATCH_ID]")
-@click.option("--checksum", envvar="RA_CHECKSUM", default="", help="[env: RA_CHECKSUM]")
+@bundle_options
 @click.option(
     "--verbose/--quiet",
     "-v/-q",
