@@ -50,6 +50,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[Any], folder: Path) -> None:
+    """End a server the tests started (TERM, then KILL after 10 s) and remove its folder."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _b64(data: str | bytes) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return base64.b64encode(raw).decode("ascii")
@@ -136,14 +148,7 @@ class EtcdServer:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        stop_process(self.process, self.data_dir)
 
     def log(self) -> str:
         try:
@@ -372,14 +377,7 @@ class RedisServer:
             return plain.dump(key), plain.hgetall(key), plain.type(key), plain.pttl(key)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        stop_process(self.process, self.folder)
 
 
 def start_redis(
@@ -494,14 +492,7 @@ class JsonServer:
             return json.loads(response.read())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        stop_process(self.process, self.folder)
 
 
 def start_json_server(db: dict[str, Any], timeout: float = 30) -> JsonServer:
